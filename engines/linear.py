@@ -1,0 +1,167 @@
+"""Linear (tangent) maps, METHODS.md §1: the gradient family the papers argue against.
+
+gradient (Simonyan et al. 2014), gradient × input (Shrikumar et al. 2016), SmoothGrad
+(Smilkov et al. 2017) and integrated gradients (Sundararajan et al. 2017). Each is a short
+loop over the shared pass helpers; the maths specific to it and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from . import passes
+from .explain import Context
+from .fills import FILLS, fill_image
+from .registry import Cost, Param, register
+
+REDUCTIONS = ("max_abs", "sum")
+RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
+
+
+def reduce_channels(attribution: torch.Tensor, how: str) -> torch.Tensor:
+    """Per-pixel map `(N, H, W)` from `(N, C, H, W)`: max over channels of |a|, or the signed sum."""
+    if how == "max_abs":
+        return attribution.abs().amax(dim=1)
+    if how == "sum":
+        return attribution.sum(dim=1)
+    raise ValueError(f"reduce must be one of {REDUCTIONS}; got {how!r}")
+
+
+def _reduce_param(default: str) -> Param:
+    return Param(
+        "reduce", default, "choice", "How channels become one map: max of |·| (unsigned) or the signed sum.",
+        choices=REDUCTIONS,
+    )
+
+
+BASELINE = Param("baseline", "black", "choice", "Reference image the attribution is measured from.", choices=FILLS)
+
+
+@register(
+    "gradient",
+    label="Gradient",
+    family="linear",
+    signed=False,
+    summary="The tangent plane: how the class logit changes for an infinitesimal change of each pixel.",
+    reference="Simonyan, Vedaldi, Zisserman 2014; the 'original' map of Llorente et al. 2023",
+    params=(_reduce_param("max_abs"),),
+    cost=lambda s, k: Cost(1, 1),
+)
+def gradient(ctx: Context, reduce: str) -> tuple:
+    """`g_c = ∂s_c/∂x` (signed attribution); map = max over channels of |g| by default."""
+    g = ctx.gradient()
+    return g, reduce_channels(g, reduce), reduce == "sum"
+
+
+@register(
+    "gradient_x_input",
+    label="Gradient × input",
+    family="linear",
+    signed=True,
+    summary="The gradient weighted by how far each pixel is from a baseline (black by default).",
+    reference="Shrikumar et al. 2016",
+    params=(BASELINE, _reduce_param("sum")),
+    cost=lambda s, k: Cost(1, 1),
+)
+def gradient_x_input(ctx: Context, baseline: str, reduce: str) -> tuple:
+    """`g_c ⊙ (x − baseline)`; the map is the signed channel sum by default."""
+    attribution = ctx.gradient() * (ctx.x - fill_image(ctx.x, baseline))
+    return attribution, reduce_channels(attribution, reduce), reduce == "sum"
+
+
+def smoothgrad_noise(samples: int, shape: tuple[int, ...], seed: Optional[int]) -> torch.Tensor:
+    """Standard normal noise `(samples, C, H, W)`, the same for every image of a batch, drawn on
+    the CPU from `seed` (None: fresh randomness) so results do not depend on the device."""
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return torch.randn((samples, *shape), generator=generator)
+
+
+@register(
+    "smoothgrad",
+    label="SmoothGrad",
+    family="linear",
+    signed=False,
+    summary="The gradient averaged over noisy copies of the image, which removes its speckle.",
+    reference="Smilkov et al. 2017",
+    params=(
+        Param("samples", 25, "int", "Noisy copies averaged.", low=1, high=1000),
+        Param("noise", 0.15, "float", "Noise σ as a fraction of the image's value range.", low=0.0, high=1.0,
+              unit="fraction of range"),
+        Param("seed", 0, "int", "Random seed of the noise.", low=0, high=2**31 - 1, optional=True,
+              none_means="fresh randomness"),
+        _reduce_param("max_abs"),
+    ),
+    cost=lambda s, k: Cost(s["samples"], s["samples"]),
+)
+def smoothgrad(ctx: Context, samples: int, noise: float, seed: Optional[int], reduce: str) -> tuple:
+    """Mean over n samples of `g_c(clip(x + ε))`, `ε ~ N(0, σ²)`, σ = noise × (max − min of x)."""
+    x = ctx.x
+    sigma = noise * (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3)))  # (N,)
+    eps = smoothgrad_noise(samples, tuple(x.shape[1:]), seed).to(x.device)  # (n, C, H, W)
+
+    def points(start: int, stop: int) -> torch.Tensor:  # (m, N, C, H, W)
+        return (x[None] + eps[start:stop, None] * sigma[None, :, None, None, None]).clamp(0, 1)
+
+    weights = torch.full((samples,), 1.0 / samples)
+    g = passes.gradient_sum(ctx.model, points, samples, tuple(x.shape), ctx.target, weights, progress=ctx.progress)
+    return g, reduce_channels(g, reduce), reduce == "sum"
+
+
+def quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points `α_k` in [0, 1] and weights `w_k` with `∫₀¹ f ≈ Σ w_k f(α_k)`.
+
+    Gauss–Legendre and the left/middle/right Riemann sums are Captum's exactly; the trapezoid
+    rule is the textbook one (see below), which Captum's is not.
+    """
+    if rule == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return torch.tensor(0.5 * (nodes + 1)), torch.tensor(0.5 * weights)
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2 for the {rule} rule; got {steps}")
+    if rule == "riemann_trapezoid":
+        # The true trapezoid rule on a grid spaced 1/(n−1). Captum's weights are 1/n here, so
+        # they sum to (n−1)/n and its completeness error only shrinks as 1/n; ours as 1/n².
+        weights = torch.full((steps,), 1.0 / (steps - 1), dtype=torch.float64)
+        weights[[0, -1]] /= 2
+        return torch.linspace(0, 1, steps, dtype=torch.float64), weights
+    weights = torch.full((steps,), 1.0 / steps, dtype=torch.float64)
+    offset = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0}[rule]
+    return (torch.arange(steps, dtype=torch.float64) + offset) / steps, weights
+
+
+@register(
+    "integrated_gradients",
+    label="Integrated gradients",
+    family="linear",
+    signed=True,
+    summary="Gradients averaged along the straight path from a baseline to the image, times the difference.",
+    reference="Sundararajan, Taly, Yan 2017",
+    params=(
+        Param("steps", 32, "int", "Points on the path.", low=1, high=1024),
+        BASELINE,
+        Param("rule", "gausslegendre", "choice", "Quadrature rule along the path.", choices=RULES),
+        _reduce_param("sum"),
+    ),
+    cost=lambda s, k: Cost(s["steps"], s["steps"]),
+)
+def integrated_gradients(ctx: Context, steps: int, baseline: str, rule: str, reduce: str) -> tuple:
+    """`(x − x') ⊙ Σ_k w_k g_c(x' + α_k (x − x'))`; sums to `s_c(x) − s_c(x')` up to quadrature error."""
+    x = ctx.x
+    start_image = fill_image(x, baseline)
+    alphas, weights = quadrature(rule, steps)
+    alphas = alphas.to(x)
+
+    def points(start: int, stop: int) -> torch.Tensor:  # (m, N, C, H, W)
+        a = alphas[start:stop, None, None, None, None]
+        return start_image[None] + a * (x - start_image)[None]
+
+    mean_grad = passes.gradient_sum(ctx.model, points, steps, tuple(x.shape), ctx.target, weights, progress=ctx.progress)
+    attribution = (x - start_image) * mean_grad
+    return attribution, reduce_channels(attribution, reduce), reduce == "sum"

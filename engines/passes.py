@@ -1,0 +1,288 @@
+"""The only module that runs forward and backward passes.
+
+Every method in `engines` asks this module for logits and input gradients; it never calls the
+model itself. This module owns three concerns:
+
+* **devices**: `pick_device` chooses CUDA, then MPS, then the CPU (or what was asked for);
+* **batching and chunking**: many inputs (SmoothGrad samples, integrated-gradient steps, rival
+  classes) go through the model in chunks whose size is *measured*, per model, device, input
+  shape and kind of pass, and remembered (`ChunkTuner`). Bigger batches are not always faster
+  on a CPU, so the tuner tries sizes on the real work and keeps the fastest per item;
+* **never touching shared state**: gradients are taken with `torch.autograd.grad` with respect
+  to the *input* only; no `.backward()`, no hooks, no mode or weight changes.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Optional
+
+import torch
+from torch import nn
+
+Progress = Optional[Callable[[int, int], None]]
+"""A callback `progress(done, total)` in items; raising from it (e.g. `Cancelled`) stops the run."""
+
+
+class Cancelled(Exception):
+    """Raised (by a progress callback) to stop a long run; nothing partial is returned."""
+
+
+class OutOfMemory(RuntimeError):
+    """The device ran out of memory even one item at a time."""
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def available_devices() -> list[str]:
+    """The device kinds this machine can run on, best first (e.g. ``["cuda", "cpu"]``)."""
+    found = []
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    found.append("cpu")
+    return found
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """The device to run on: ``"auto"`` takes CUDA, then MPS, then the CPU.
+
+    A named device that this machine lacks raises ValueError saying which ones it has.
+    """
+    have = available_devices()
+    if preference in (None, "", "auto"):
+        return torch.device(have[0])
+    kind = str(preference).split(":")[0]
+    if kind not in have:
+        raise ValueError(f"device {preference!r} is not available here; this machine has: {', '.join(have)}")
+    return torch.device(preference)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's weights live (the CPU for a model without parameters)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+# --------------------------------------------------------------------------- chunk sizes
+
+
+@dataclass
+class _Trial:
+    """What the tuner knows about one key: the best size so far, and whether it has settled."""
+
+    best: int = 1
+    best_rate: float = float("inf")
+    next: int = 1
+    settled: bool = False
+
+
+class ChunkTuner:
+    """Chooses how many items go through the model at once, by measuring.
+
+    For a new key (model, device, input shape, kind of pass) jobs try growing chunk sizes
+    (1, 2, 4, ...) on their own real items, timing each full chunk; the trial goes on across
+    jobs until a size is more than 10 % slower per item than the best, or the cap is reached,
+    and then the best size is used for every later job with that key. Sizes are capped by a
+    memory budget; running out of memory halves the size and settles on the smaller one.
+    """
+
+    def __init__(self, memory_budget_bytes: int = 1 << 30, activation_factor: int = 160):
+        self.memory_budget_bytes = memory_budget_bytes
+        self.activation_factor = activation_factor
+        self._trials: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, _Trial]]" = weakref.WeakKeyDictionary()
+
+    def cap(self, item_shape: tuple[int, ...], device: torch.device) -> int:
+        """The largest chunk allowed for items of this shape: activations are guessed as
+        `activation_factor` × the input's size per item, within the memory budget."""
+        budget = self.memory_budget_bytes
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            budget = max(budget, free // 2)
+        per_item = 4 * self.activation_factor * max(1, int(torch.Size(item_shape).numel()))
+        return int(max(1, min(256, budget // per_item)))
+
+    def chosen(self, model: nn.Module, key: tuple) -> Optional[int]:
+        """The settled chunk size for this key, or None while still measuring."""
+        trial = self._trials.get(model, {}).get(key)
+        return trial.best if trial is not None and trial.settled else None
+
+    def forget(self, model: nn.Module) -> None:
+        self._trials.pop(model, None)
+
+    def run(self, model: nn.Module, key: tuple, total: int, cap: int, work: Callable[[int, int], None]) -> None:
+        """Calls `work(start, stop)` over `range(total)` in chunks, choosing their sizes.
+
+        `work` must process items `start:stop` and accept any split.
+        """
+        trial = self._trials.setdefault(model, {}).setdefault(key, _Trial())
+        start = 0
+        while start < total:
+            size = max(1, min(cap, trial.best if trial.settled else trial.next))
+            stop = min(total, start + size)
+            began = time.perf_counter()
+            try:
+                work(start, stop)
+            except RuntimeError as error:
+                if not _is_oom(error):
+                    raise
+                if size == 1:
+                    raise OutOfMemory(
+                        "the device ran out of memory even for one item: use a smaller image, "
+                        "fewer classes or the CPU"
+                    ) from error
+                _empty_cache()
+                trial.best, trial.settled = size // 2, True
+                continue
+            if not trial.settled and stop - start == size:
+                self._learn(trial, size, (time.perf_counter() - began) / size, cap)
+            start = stop
+
+    @staticmethod
+    def _learn(trial: _Trial, size: int, rate: float, cap: int) -> None:
+        if rate < trial.best_rate:
+            trial.best, trial.best_rate = size, rate
+        elif rate > 1.1 * trial.best_rate:
+            trial.settled = True
+            return
+        trial.next = size * 2
+        trial.settled = trial.next > cap
+
+
+def _empty_cache() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+TUNER = ChunkTuner()
+
+
+def _key(model: nn.Module, kind: str, item_shape: tuple[int, ...]) -> tuple:
+    return (kind, str(model_device(model)), tuple(item_shape))
+
+
+def _report(progress: Progress, done: int, total: int) -> None:
+    if progress is not None:
+        progress(done, total)
+
+
+# --------------------------------------------------------------------------- passes
+
+
+def forward(model: nn.Module, x: torch.Tensor, *, progress: Progress = None) -> torch.Tensor:
+    """Logits `(B, K)` for inputs `(B, C, H, W)`, without gradients, in measured chunks."""
+    device = model_device(model)
+    chunks: dict[int, torch.Tensor] = {}
+
+    def work(start: int, stop: int) -> None:
+        with torch.no_grad():
+            chunks[start] = model(x[start:stop].to(device))
+        _report(progress, stop, len(x))
+
+    item = tuple(x.shape[1:])
+    TUNER.run(model, _key(model, "forward", item), len(x), TUNER.cap(item, device) * 4, work)
+    return torch.cat([chunks[k] for k in sorted(chunks)])
+
+
+def forward_with_graph(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass that keeps its graph: returns `(x_leaf, logits)` for later backward passes.
+
+    Only the input requires a gradient: a model whose weights are frozen (as every catalogue
+    model is) builds no weight-gradient work at all.
+    """
+    x_leaf = x.detach().to(model_device(model)).requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(x_leaf)
+    return x_leaf, logits
+
+
+def backward(x_leaf: torch.Tensor, logits: torch.Tensor, cotangent: torch.Tensor, *, keep: bool = True) -> torch.Tensor:
+    """The vector–Jacobian product `Σ_k cotangent[b, k] ∂logits[b, k]/∂x[b]`, shape `(B, C, H, W)`.
+
+    `keep` retains the graph for further backward passes over the same forward.
+    """
+    (grad,) = torch.autograd.grad(logits, x_leaf, grad_outputs=cotangent.to(logits), retain_graph=keep)
+    return grad
+
+
+def backward_many(
+    model: nn.Module,
+    x_leaf: torch.Tensor,
+    logits: torch.Tensor,
+    cotangents: torch.Tensor,
+    consume: Callable[[int, torch.Tensor], None],
+    *,
+    progress: Progress = None,
+) -> None:
+    """Many vector–Jacobian products over one forward pass, handed on chunk by chunk.
+
+    `cotangents` is `(M, B, K)`; calls `consume(start, grads)` with `grads` of shape
+    `(m, B, C, H, W)` for rows `start:start+m`, in order, so the caller can reduce them without
+    ever holding all M. A chunk of one is a plain backward pass; larger chunks use
+    `is_grads_batched` (vmap), which pays off on GPUs; the tuner measures which is faster here.
+    """
+    total = len(cotangents)
+
+    def work(start: int, stop: int) -> None:
+        block = cotangents[start:stop].to(logits)  # (m, B, K)
+        if stop - start == 1:
+            grads = backward(x_leaf, logits, block[0])[None]
+        else:
+            (grads,) = torch.autograd.grad(logits, x_leaf, grad_outputs=block, retain_graph=True, is_grads_batched=True)
+        consume(start, grads)  # (m, B, C, H, W)
+        _report(progress, stop, total)
+
+    item = tuple(x_leaf.shape)
+    cap = min(64, TUNER.cap(item, x_leaf.device))
+    TUNER.run(model, _key(model, "backward_many", item), total, cap, work)
+
+
+def gradient_sum(
+    model: nn.Module,
+    points: Callable[[int, int], torch.Tensor],
+    count: int,
+    shape: tuple[int, ...],
+    target: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    progress: Progress = None,
+) -> torch.Tensor:
+    """`Σ_k weights[k] · ∂s_target(p_k)/∂p_k` over `count` points per image, shape `(N, C, H, W)`.
+
+    `points(start, stop)` returns the points `start:stop` for every image, shape
+    `(stop − start, N, C, H, W)`, and `shape` is `(N, C, H, W)`. SmoothGrad (noisy copies, equal weights) and integrated
+    gradients (points on a path, quadrature weights) are both this sum. Points go through the
+    model in measured chunks; nothing of size `count` is ever held.
+    """
+    device = model_device(model)
+    target = target.to(device)
+    weights = weights.to(device)
+    total = torch.zeros(shape, dtype=torch.float64, device=device)
+
+    def work(start: int, stop: int) -> None:
+        block = points(start, stop).to(device)  # (m, N, C, H, W)
+        m, n = block.shape[:2]
+        x_leaf, logits = forward_with_graph(model, block.reshape(m * n, *block.shape[2:]))  # (m·N, K)
+        cotangent = torch.zeros_like(logits)
+        rows = torch.arange(m * n, device=device)
+        cotangent[rows, target.repeat(m)] = weights[start:stop].repeat_interleave(n).to(logits)
+        grads = backward(x_leaf, logits, cotangent, keep=False).reshape(m, n, *block.shape[2:])
+        total.add_(grads.sum(0, dtype=torch.float64))  # (N, C, H, W); float64 so chunking cannot change it
+        _report(progress, stop, count)
+
+    item = tuple(shape)  # one chunk item is one point for every image
+    TUNER.run(model, _key(model, "gradient_sum", item), count, TUNER.cap(item, device), work)
+    return total.float()

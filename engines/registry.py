@@ -1,0 +1,167 @@
+"""One record per saliency method: what it is, its settings, its cost, and the code that computes it.
+
+Registering a method (the `register` decorator) makes it appear in `engines.methods()`, in the
+dashboard's method picker (whose widgets are built from its `Param` list) and in the contract
+tests, which run on every registered method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+FAMILIES = ("linear", "signed", "nonlinear", "mask", "occlusion")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One setting of a method: its default, type and valid range, and what it means.
+
+    `kind` is "int", "float", "choice" or "bool". `optional` allows None, whose meaning is
+    given by `none_means` (e.g. "all classes"). `low`/`high` bound numbers (inclusive).
+    """
+
+    name: str
+    default: Any
+    kind: str
+    help: str
+    low: Optional[float] = None
+    high: Optional[float] = None
+    choices: tuple = ()
+    optional: bool = False
+    none_means: str = ""
+    unit: str = ""
+
+    def valid_range(self) -> str:
+        """The valid values in words, as used in error messages and the UI."""
+        if self.kind == "choice":
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.kind == "bool":
+            text = "True or False"
+        else:
+            low = "-inf" if self.low is None else f"{self.low:g}"
+            high = "inf" if self.high is None else f"{self.high:g}"
+            text = f"{'an integer' if self.kind == 'int' else 'a number'} in [{low}, {high}]"
+        if self.optional:
+            text += f", or None ({self.none_means})"
+        return text
+
+    def check(self, value: Any) -> Any:
+        """`value` converted to this parameter's type; ValueError naming the parameter otherwise."""
+        if value is None and self.optional:
+            return None
+        problem = f"{self.name} must be {self.valid_range()}; got {value!r}"
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ValueError(problem)
+            return value
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(problem)
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(problem)
+        if self.kind == "int":
+            if float(value) != int(value):
+                raise ValueError(problem)
+            value = int(value)
+        else:
+            value = float(value)
+        if not math.isfinite(value) or (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
+        ):
+            raise ValueError(problem)
+        return value
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Model passes one image costs: forward and backward passes (a backward ≈ two forwards)."""
+
+    forward: int
+    backward: int
+
+    @property
+    def passes(self) -> int:
+        return self.forward + self.backward
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """Everything known about a method before it runs.
+
+    `compute(ctx, **settings)` returns `(attribution (N, C, H, W) or None, map (N, H, W), signed)`.
+    `cost(settings, num_classes)` says how many passes one image needs.
+    """
+
+    name: str
+    label: str
+    family: str
+    signed: bool
+    summary: str
+    reference: str
+    params: tuple[Param, ...]
+    compute: Callable[..., tuple] = field(repr=False)
+    cost_fn: Callable[[dict, int], Cost] = field(repr=False)
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def settings(self, given: Optional[dict] = None) -> dict[str, Any]:
+        """The full, checked settings: defaults overridden by `given`.
+
+        Unknown names and out-of-range values raise ValueError naming the parameter.
+        """
+        given = dict(given or {})
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ValueError(
+                f"{self.name} has no setting {', '.join(unknown)}; its settings are: {', '.join(known) or 'none'}"
+            )
+        return {name: p.check(given.get(name, p.default)) for name, p in known.items()}
+
+    def cost(self, settings: Optional[dict] = None, num_classes: int = 1000) -> Cost:
+        return self.cost_fn(self.settings(settings), num_classes)
+
+
+_REGISTRY: dict[str, MethodInfo] = {}
+
+
+def register(
+    name: str,
+    *,
+    label: str,
+    family: str,
+    signed: bool,
+    summary: str,
+    reference: str,
+    params: tuple[Param, ...] = (),
+    cost: Callable[[dict, int], Cost],
+) -> Callable:
+    """Decorator: registers `compute(ctx, **settings)` as the method `name`."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}")
+
+    def wrap(compute: Callable) -> Callable:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is registered twice")
+        _REGISTRY[name] = MethodInfo(name, label, family, signed, summary, reference, params, compute, cost)
+        return compute
+
+    return wrap
+
+
+def method_names() -> list[str]:
+    """Registered method names, in registration order."""
+    return list(_REGISTRY)
+
+
+def method_info(name: str) -> MethodInfo:
+    """The record of a registered method; ValueError listing the known names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(_REGISTRY)}") from None

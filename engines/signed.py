@@ -1,0 +1,96 @@
+"""Signed maps, METHODS.md §2, after Llorente, Boal & Sánchez-Úbeda, "A matter of attitude:
+Focusing on positive and active gradients to boost saliency maps" (arXiv:2309.12913, 2023).
+
+With G = ∂s_c/∂x for the target class c (the predicted one by default) and g_k the gradient of
+a rival class k: positive keeps ReLU(G), negative ReLU(−G); active keeps G where it exceeds
+every rival's gradient (brightening there widens c's lead), inactive where it is below every
+rival's (darkening there widens it). Ties are zeroed. Maps are the max over channels of the
+kept magnitude, raw: the dashboard scales them. The 'original' map of the paper is `gradient`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .explain import Context
+from .registry import Cost, Param, register
+
+RIVALS = Param(
+    "rivals", None, "int",
+    "Rival classes compared against: the K with the highest logits. None compares against every class.",
+    low=1, high=100_000, optional=True, none_means="all classes, exact",
+)
+REFERENCE = "Llorente, Boal, Sánchez-Úbeda 2023, arXiv:2309.12913"
+
+
+def _rival_cost(s: dict, k: int) -> Cost:
+    m = k - 1 if s["rivals"] is None else min(s["rivals"], k - 1)
+    return Cost(1, 1 + m)
+
+
+@register(
+    "positive",
+    label="Positive gradient",
+    family="signed",
+    signed=False,
+    summary="Where brightening a pixel raises the class score.",
+    reference=REFERENCE,
+    cost=lambda s, k: Cost(1, 1),
+)
+def positive(ctx: Context) -> tuple:
+    """ReLU(G), map = max over channels."""
+    kept = ctx.gradient().clamp(min=0)
+    return kept, kept.amax(dim=1), False
+
+
+@register(
+    "negative",
+    label="Negative gradient",
+    family="signed",
+    signed=False,
+    summary="Where darkening a pixel raises the class score.",
+    reference=REFERENCE,
+    cost=lambda s, k: Cost(1, 1),
+)
+def negative(ctx: Context) -> tuple:
+    """ReLU(−G), map = max over channels."""
+    kept = (-ctx.gradient()).clamp(min=0)
+    return kept, kept.amax(dim=1), False
+
+
+@register(
+    "active",
+    label="Active gradient",
+    family="signed",
+    signed=False,
+    summary="Where brightening a pixel raises the class more than any rival: its lead grows.",
+    reference=REFERENCE,
+    params=(RIVALS,),
+    cost=_rival_cost,
+)
+def active(ctx: Context, rivals: Optional[int]) -> tuple:
+    """G where G > g_k for every rival k (strictly), else 0; map = max over channels of |·|."""
+    g = ctx.gradient()
+    upper, _ = ctx.rival_bounds(rivals)
+    kept = torch.where(g > upper, g, torch.zeros_like(g))
+    return kept, kept.abs().amax(dim=1), False
+
+
+@register(
+    "inactive",
+    label="Inactive gradient",
+    family="signed",
+    signed=False,
+    summary="Where darkening a pixel lowers the class less than any rival: its lead grows.",
+    reference=REFERENCE,
+    params=(RIVALS,),
+    cost=_rival_cost,
+)
+def inactive(ctx: Context, rivals: Optional[int]) -> tuple:
+    """G where G < g_k for every rival k (strictly), else 0; map = max over channels of |·|."""
+    g = ctx.gradient()
+    _, lower = ctx.rival_bounds(rivals)
+    kept = torch.where(g < lower, g, torch.zeros_like(g))
+    return kept, kept.abs().amax(dim=1), False
