@@ -1,0 +1,61 @@
+"""Saliency engines: pure PyTorch, no user interface.
+
+The public API (kept stable for the dashboard, scripts and outside checks)::
+
+    load_model(name, device="auto") -> LoadedModel   # .model, .preprocess(pil), .categories, .name
+    catalogue(), model_status(name), load_torchscript(...)
+    methods() -> list[str]                           # registered method names
+    method_info(name) -> MethodInfo                  # .family, .signed, .params, .label, .cost(...)
+    explain(model, x, method, target=None, **params) -> Explanation
+    explain_many(model, x, methods, target=None, params=None) -> dict[str, Explanation]
+    predict(model, x) -> Prediction                  # .logits, .probabilities, .top(k)
+    response_curve(model, x, region, ...)            # one region's true response vs its tangent
+    occlude(model, x, map, fraction, fill)           # the live-occlusion call: one forward pass
+    deletion_curve / insertion_curve / allegiance_curve(model, x, map, ...) -> Curve
+    randomisation_check(model, x, method, ...)       # cascading weight randomisation on a copy
+    sufficiency(model, x, map, keep, fills, ...)     # is the salient region sufficient?
+    read_image(source) -> PIL RGB image; sample_images() -> {name: path}
+
+Images are `(N, 3, H, W)` in pixel units [0, 1]; models normalise inside.
+"""
+
+from . import linear, signed, nonlinear, masks, occlusion  # noqa: F401, I001  (registers the methods, in family order)
+from .explain import Explanation, Prediction, explain, explain_many, predict
+from .images import ImageError, image_digest, read_image, sample_images, sample_mask
+from .metrics import (
+    PAPER_FRACTIONS,
+    Curve,
+    RandomisationStep,
+    allegiance_curve,
+    deletion_curve,
+    insertion_curve,
+    pointing_game,
+    randomisation_check,
+    relevance_mass,
+)
+from .models import (
+    DEFAULT_MODEL,
+    LoadedModel,
+    ModelFileError,
+    ModelUnavailable,
+    catalogue,
+    load_model,
+    load_torchscript,
+    model_status,
+)
+from .nonlinear import ResponseCurve, response_curve
+from .occlusion import Occluded, occlude, occlude_box
+from .passes import Cancelled, OutOfMemory, available_devices, pick_device
+from .registry import FAMILIES, MethodInfo, Param, method_info
+from .registry import method_names as methods
+from .sufficiency import SufficiencyReport, sufficiency
+
+__all__ = [
+    "PAPER_FRACTIONS", "Curve", "RandomisationStep", "allegiance_curve", "deletion_curve", "insertion_curve",
+    "pointing_game", "randomisation_check", "relevance_mass", "ResponseCurve", "response_curve", "Occluded",
+    "occlude", "occlude_box", "SufficiencyReport", "sufficiency",
+    "Cancelled", "DEFAULT_MODEL", "Explanation", "FAMILIES", "ImageError", "LoadedModel", "MethodInfo",
+    "ModelFileError", "ModelUnavailable", "OutOfMemory", "Param", "available_devices", "catalogue", "explain",
+    "explain_many", "image_digest", "load_model", "load_torchscript", "method_info", "methods", "model_status",
+    "pick_device", "predict", "Prediction", "read_image", "sample_images", "sample_mask",
+]
