@@ -48,7 +48,7 @@ BASELINE = Param("baseline", "black", "choice", "Reference image the attribution
     summary="The tangent plane: how the class logit changes for an infinitesimal change of each pixel.",
     reference="Simonyan, Vedaldi, Zisserman 2014; the 'original' map of Llorente et al. 2023",
     params=(_reduce_param("max_abs"),),
-    cost=lambda s, k: Cost(1, 1),
+    cost=lambda s, k, hw: Cost(1, 1),
 )
 def gradient(ctx: Context, reduce: str) -> tuple:
     """`g_c = ∂s_c/∂x` (signed attribution); map = max over channels of |g| by default."""
@@ -64,7 +64,7 @@ def gradient(ctx: Context, reduce: str) -> tuple:
     summary="The gradient weighted by how far each pixel is from a baseline (black by default).",
     reference="Shrikumar et al. 2016",
     params=(BASELINE, _reduce_param("sum")),
-    cost=lambda s, k: Cost(1, 1),
+    cost=lambda s, k, hw: Cost(1, 1),
 )
 def gradient_x_input(ctx: Context, baseline: str, reduce: str) -> tuple:
     """`g_c ⊙ (x − baseline)`; the map is the signed channel sum by default."""
@@ -98,7 +98,7 @@ def smoothgrad_noise(samples: int, shape: tuple[int, ...], seed: Optional[int]) 
               none_means="fresh randomness"),
         _reduce_param("max_abs"),
     ),
-    cost=lambda s, k: Cost(s["samples"], s["samples"]),
+    cost=lambda s, k, hw: Cost(s["samples"], s["samples"]),
 )
 def smoothgrad(ctx: Context, samples: int, noise: float, seed: Optional[int], reduce: str) -> tuple:
     """Mean over n samples of `g_c(clip(x + ε))`, `ε ~ N(0, σ²)`, σ = noise × (max − min of x)."""
@@ -149,7 +149,7 @@ def quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         Param("rule", "gausslegendre", "choice", "Quadrature rule along the path.", choices=RULES),
         _reduce_param("sum"),
     ),
-    cost=lambda s, k: Cost(s["steps"], s["steps"]),
+    cost=lambda s, k, hw: Cost(s["steps"], s["steps"]),
 )
 def integrated_gradients(ctx: Context, steps: int, baseline: str, rule: str, reduce: str) -> tuple:
     """`(x − x') ⊙ Σ_k w_k g_c(x' + α_k (x − x'))`; sums to `s_c(x) − s_c(x')` up to quadrature error."""

@@ -286,3 +286,65 @@ def gradient_sum(
     item = tuple(shape)  # one chunk item is one point for every image
     TUNER.run(model, _key(model, "gradient_sum", item), count, TUNER.cap(item, device), work)
     return total.float()
+
+
+def forward_points(
+    model: nn.Module,
+    points: Callable[[int, int], torch.Tensor],
+    count: int,
+    shape: tuple[int, ...],
+    *,
+    progress: Progress = None,
+) -> torch.Tensor:
+    """Logits of `count` perturbed copies of a batch, made on demand, shape `(count, N, K)`.
+
+    `points(start, stop)` returns copies `start:stop` of every image, `(m, N, C, H, W)`, and
+    `shape` is `(N, C, H, W)`. Occlusion windows, finite differences, masks and curves are all
+    this: many perturbed inputs, one batched forward pass per measured chunk, no gradients.
+    """
+    device = model_device(model)
+    chunks: dict[int, torch.Tensor] = {}
+
+    def work(start: int, stop: int) -> None:
+        block = points(start, stop).to(device)  # (m, N, C, H, W)
+        m, n = block.shape[:2]
+        with torch.no_grad():
+            logits = model(block.reshape(m * n, *block.shape[2:]))  # (m·N, K)
+        chunks[start] = logits.reshape(m, n, -1)
+        _report(progress, stop, count)
+
+    item = tuple(shape)
+    TUNER.run(model, _key(model, "forward_points", item), count, TUNER.cap(item, device) * 4, work)
+    return torch.cat([chunks[k] for k in sorted(chunks)])
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, cotangent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward and one backward pass: `(logits (N, K), Σ_k cotangent[n, k] ∂logits[n, k]/∂x[n])`.
+
+    A cotangent may be a callable `logits -> (N, K)` when it depends on the logits (e.g. the
+    predicted class), so one forward pass serves both.
+    """
+    x_leaf, logits = forward_with_graph(model, x)
+    weights = cotangent(logits.detach()) if callable(cotangent) else cotangent
+    return logits.detach(), backward(x_leaf, logits, weights, keep=False)
+
+
+def objective_gradient(
+    model: nn.Module,
+    leaves: tuple[torch.Tensor, ...],
+    build: Callable[..., torch.Tensor],
+    objective: Callable[..., torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Gradient of a scalar objective with respect to tensors other than the model's weights.
+
+    `build(*leaves)` makes the model's input `(B, C, H, W)` from the leaves (e.g. a mask and an
+    image); `objective(logits, *leaves)` returns a scalar. Returns `(objective, logits, grads)`
+    with one gradient per leaf. Mask optimisation uses this; the model is never changed.
+    """
+    device = model_device(model)
+    leaves = tuple(leaf.detach().to(device).requires_grad_(True) for leaf in leaves)
+    with torch.enable_grad():
+        logits = model(build(*leaves))
+        value = objective(logits, *leaves)
+    grads = torch.autograd.grad(value, leaves)
+    return value.detach(), logits.detach(), grads

@@ -93,7 +93,7 @@ class MethodInfo:
     """Everything known about a method before it runs.
 
     `compute(ctx, **settings)` returns `(attribution (N, C, H, W) or None, map (N, H, W), signed)`.
-    `cost(settings, num_classes)` says how many passes one image needs.
+    `cost(settings, num_classes, size)` says how many passes one image of `size` (H, W) needs.
     """
 
     name: str
@@ -104,7 +104,7 @@ class MethodInfo:
     reference: str
     params: tuple[Param, ...]
     compute: Callable[..., tuple] = field(repr=False)
-    cost_fn: Callable[[dict, int], Cost] = field(repr=False)
+    cost_fn: Callable[[dict, int, tuple[int, int]], Cost] = field(repr=False)
 
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
@@ -123,8 +123,9 @@ class MethodInfo:
             )
         return {name: p.check(given.get(name, p.default)) for name, p in known.items()}
 
-    def cost(self, settings: Optional[dict] = None, num_classes: int = 1000) -> Cost:
-        return self.cost_fn(self.settings(settings), num_classes)
+    def cost(self, settings: Optional[dict] = None, num_classes: int = 1000, size: tuple[int, int] = (224, 224)) -> Cost:
+        """Passes one image of `size` (H, W) pixels needs with these settings and `num_classes`."""
+        return self.cost_fn(self.settings(settings), num_classes, tuple(size))
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
@@ -139,7 +140,7 @@ def register(
     summary: str,
     reference: str,
     params: tuple[Param, ...] = (),
-    cost: Callable[[dict, int], Cost],
+    cost: Callable[[dict, int, tuple[int, int]], Cost],
 ) -> Callable:
     """Decorator: registers `compute(ctx, **settings)` as the method `name`."""
     if family not in FAMILIES:

@@ -25,7 +25,7 @@ RIVALS = Param(
 REFERENCE = "Llorente, Boal, Sánchez-Úbeda 2023, arXiv:2309.12913"
 
 
-def _rival_cost(s: dict, k: int) -> Cost:
+def _rival_cost(s: dict, k: int, hw: tuple[int, int]) -> Cost:
     m = k - 1 if s["rivals"] is None else min(s["rivals"], k - 1)
     return Cost(1, 1 + m)
 
@@ -37,7 +37,7 @@ def _rival_cost(s: dict, k: int) -> Cost:
     signed=False,
     summary="Where brightening a pixel raises the class score.",
     reference=REFERENCE,
-    cost=lambda s, k: Cost(1, 1),
+    cost=lambda s, k, hw: Cost(1, 1),
 )
 def positive(ctx: Context) -> tuple:
     """ReLU(G), map = max over channels."""
@@ -52,7 +52,7 @@ def positive(ctx: Context) -> tuple:
     signed=False,
     summary="Where darkening a pixel raises the class score.",
     reference=REFERENCE,
-    cost=lambda s, k: Cost(1, 1),
+    cost=lambda s, k, hw: Cost(1, 1),
 )
 def negative(ctx: Context) -> tuple:
     """ReLU(−G), map = max over channels."""

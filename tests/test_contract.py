@@ -13,7 +13,10 @@ METHODS = engines.methods()
 def fast_settings(name: str) -> dict:
     """Small but non-trivial settings, so the contract runs quickly on every method."""
     info = engines.method_info(name)
-    small = {"samples": 3, "steps": 4, "rivals": 3}
+    small = {
+        "samples": 3, "steps": 4, "rivals": 3, "patch": 4, "points": 5, "queries": 64, "chains": 8,
+        "iterations": 10, "window": 4, "stride": 2,
+    }
     return {p.name: small[p.name] for p in info.params if p.name in small}
 
 

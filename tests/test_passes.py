@@ -99,3 +99,39 @@ def test_memory_cap_shrinks_with_image_size():
     cpu = torch.device("cpu")
     assert tuner.cap((3, 224, 224), cpu) < tuner.cap((3, 64, 64), cpu)
     assert tuner.cap((3, 4096, 4096), cpu) == 1
+
+
+def test_forward_points_equals_the_model_on_each_copy(smooth_model):
+    x = torch.rand(2, 3, 8, 8)
+    shifts = torch.linspace(-0.1, 0.1, 11)
+
+    def points(a, b):  # (m, N, C, H, W)
+        return (x[None] + shifts[a:b, None, None, None, None]).clamp(0, 1)
+
+    got = passes.forward_points(smooth_model, points, 11, tuple(x.shape))
+    assert got.shape == (11, 2, 6)
+    with torch.no_grad():
+        for k in range(11):
+            torch.testing.assert_close(got[k], smooth_model(points(k, k + 1)[0]), rtol=1e-5, atol=1e-6)
+
+
+def test_input_gradient_with_a_cotangent_chosen_from_the_logits(smooth_model):
+    x = torch.rand(3, 3, 8, 8)
+    pick_top = lambda logits: torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1]).float()
+    logits, grad = passes.input_gradient(smooth_model, x, pick_top)
+    x_leaf = x.clone().requires_grad_()
+    out = smooth_model(x_leaf)
+    (expected,) = torch.autograd.grad(out.gather(1, out.argmax(1, keepdim=True)).sum(), x_leaf)
+    torch.testing.assert_close(grad, expected)
+
+
+def test_objective_gradient_differentiates_the_leaves_not_the_weights(smooth_model):
+    x = torch.rand(1, 3, 8, 8)
+    mask = torch.full((1, 1, 8, 8), 0.5)
+    value, logits, (g_mask,) = passes.objective_gradient(
+        smooth_model, (mask,), lambda m: x * m, lambda logits, m: logits[0, 2]
+    )
+    m_leaf = mask.clone().requires_grad_()
+    (expected,) = torch.autograd.grad(smooth_model(x * m_leaf)[0, 2], m_leaf)
+    torch.testing.assert_close(g_mask, expected)
+    assert all(p.grad is None for p in smooth_model.parameters())
