@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
-from torch import nn
+import os
 
-from engines.models import freeze
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see engines/__init__.py
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from engines.models import freeze  # noqa: E402
 
 
 class LinearModel(nn.Module):

@@ -1,0 +1,25 @@
+"""Entry point of the saliency dashboard: page config and navigation, nothing else.
+
+Run with:  streamlit run dashboard/app.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see engines/__init__.py
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # works when started from any folder
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="Saliency explorer", page_icon="🔍", layout="wide")
+
+pages = [
+    st.Page(str(ROOT / "dashboard" / "app_pages" / "explore.py"), title="Explore", icon="🔍", default=True),
+]
+st.navigation(pages).run()

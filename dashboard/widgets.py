@@ -1,0 +1,67 @@
+"""Widgets built from the registry: a method's settings form comes from its `Param` list."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import streamlit as st
+
+import engines
+from dashboard import state
+
+RIVALS_FOR_LARGE_MODELS = 9
+"""Default rival count where exact active/inactive maps would need hundreds of backward passes."""
+
+
+def ui_default(param: engines.Param, num_classes: int) -> Any:
+    """The dashboard's starting value: the registry default, except a top-K rival comparison on
+    models with many classes (the exact mode stays one tick away)."""
+    if param.name == "rivals" and num_classes > 100:
+        return RIVALS_FOR_LARGE_MODELS
+    return param.default
+
+
+def param_widget(method: str, param: engines.Param, num_classes: int) -> Any:
+    """One widget for one setting; returns its value (None where the param allows it)."""
+    key = state.setting_key(method, param.name)
+    default = ui_default(param, num_classes)
+    label = f"{param.name}" + (f" ({param.unit})" if param.unit else "")
+    if param.optional:
+        use_none = st.checkbox(f"{param.name}: {param.none_means}", value=default is None, key=key + ".none",
+                               help=param.help)
+        if use_none:
+            return None
+        default = default if default is not None else (int(param.low or 1) if param.kind == "int" else 0.0)
+    if param.kind == "choice":
+        return st.selectbox(label, param.choices, index=param.choices.index(default), key=key, help=param.help)
+    if param.kind == "bool":
+        return st.checkbox(label, value=bool(default), key=key, help=param.help)
+    if param.kind == "int":
+        high = None if param.high is None else int(param.high)
+        if param.name == "rivals":
+            high = max(1, num_classes - 1)
+            default = min(default, high)
+        return int(st.number_input(label, min_value=int(param.low or 0), max_value=high, value=int(default), step=1,
+                                   key=key, help=param.help))
+    return float(st.number_input(label, min_value=param.low, max_value=param.high, value=float(default),
+                                 key=key, help=param.help, format="%.4g"))
+
+
+def settings_form(method: str, num_classes: int) -> dict[str, Any]:
+    """All settings of one method, in an expander; an empty dict for methods without any."""
+    info = engines.method_info(method)
+    if not info.params:
+        return {}
+    with st.expander(f"{info.label} settings"):
+        return {p.name: param_widget(method, p, num_classes) for p in info.params}
+
+
+def rivals_note(settings: dict[str, dict], num_classes: int) -> Optional[str]:
+    """Says which comparison the active/inactive maps use, as the signed-map paper asks."""
+    used = {s.get("rivals", "absent") for m, s in settings.items() if m in ("active", "inactive")}
+    used.discard("absent")
+    if not used:
+        return None
+    parts = [f"exact (all {num_classes - 1} rival classes)" if r is None else f"the top {r} rival classes"
+             for r in sorted(used, key=lambda r: -1 if r is None else r)]
+    return "Active/inactive maps compare against " + " and ".join(parts) + "."

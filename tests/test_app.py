@@ -1,0 +1,102 @@
+"""The dashboard under Streamlit's AppTest: it loads, shows maps, and survives what people do."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from engines import models
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+TIMEOUT = 300  # first run imports torch and loads the model
+
+
+@pytest.fixture
+def app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def explained(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("Maps explain"))
+
+
+def png_bytes(color=(0, 128, 255), size=(300, 200)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_explore_page_shows_top5_and_a_map_per_chosen_method(app):
+    assert not app.error
+    chosen = app.multiselect(key="methods.linear").value + app.multiselect(key="methods.signed").value
+    assert {"gradient", "positive"} <= set(chosen)
+    assert len(charts(app)) == 1 + len(chosen)  # the top-5 bars and one overlay per map
+    assert "cat" in app.selectbox(key="target").format_func(app.selectbox(key="target").value)
+
+
+def test_one_method_of_each_family_gives_maps(app):
+    """On the small shapes model, with a small query budget, this stays quick on a CPU."""
+    app.selectbox(key="model").set_value("shapes_cnn")
+    app.selectbox(key="sample").set_value("shapes_star").run()
+    app.multiselect(key="methods.linear").set_value(["smoothgrad"])
+    app.multiselect(key="methods.signed").set_value(["inactive"])
+    app.multiselect(key="methods.nonlinear").set_value(["secant"])
+    app.multiselect(key="methods.mask").set_value(["oise"])
+    app.multiselect(key="methods.occlusion").set_value(["occlusion"]).run()
+    app.number_input(key="setting.oise.queries").set_value(64).run()
+    assert not app.exception and not app.error
+    assert len(charts(app)) == 1 + 5
+    assert "class **star** for sample “shapes_star”" in explained(app)  # the shapes CNN gets it right
+
+
+def test_many_class_models_compare_against_top_rivals_and_say_so(app):
+    app.multiselect(key="methods.signed").set_value(["inactive"]).run()
+    assert any("top 9 rival classes" in c.value for c in app.caption)
+
+
+def test_choosing_another_target_explains_that_class(app):
+    assert "Egyptian cat" in explained(app) or "tabby" in explained(app)
+    second = app.selectbox(key="target").options[1]  # options are shown as "name (probability)"
+    app.selectbox(key="target").select(second).run()
+    assert not app.exception
+    assert second.split(" (")[0] in explained(app)
+
+
+def test_a_bad_upload_shows_an_error_and_the_page_keeps_working(app):
+    app.file_uploader(key="upload").set_value(("broken.png", b"this is not a png", "image/png")).run()
+    assert not app.exception
+    assert any("not an image" in e.value for e in app.error)
+    assert "sample “chelsea”" in explained(app)  # the sample's maps are still there
+    assert len(charts(app)) >= 2
+
+
+def test_a_good_upload_is_explained(app):
+    app.file_uploader(key="upload").set_value(("blue.png", png_bytes(), "image/png")).run()
+    assert not app.exception and not app.error
+    assert "your upload “blue.png”" in explained(app)
+    assert len(charts(app)) >= 2
+
+
+def test_a_model_without_weights_shows_a_message_not_a_traceback(app, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(models, "_reachable", lambda url, timeout=3.0: False)
+    app.selectbox(key="model").set_value("resnet18").run()
+    assert not app.exception
+    assert any("cannot be used here" in e.value for e in app.error)
+
+
+def test_out_of_range_settings_are_refused_by_the_widgets(app):
+    app.multiselect(key="methods.linear").set_value(["smoothgrad"]).run()
+    samples = app.number_input(key="setting.smoothgrad.samples")
+    assert samples.min == 1 and samples.max == 1000
