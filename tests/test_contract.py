@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import engines
+from helpers import snapshot
 
 METHODS = engines.methods()
 
@@ -18,17 +19,6 @@ def fast_settings(name: str) -> dict:
         "iterations": 10, "window": 4, "stride": 2,
     }
     return {p.name: small[p.name] for p in info.params if p.name in small}
-
-
-def snapshot(model: torch.nn.Module) -> dict:
-    return {
-        "params": {k: v.detach().clone() for k, v in model.named_parameters()},
-        "buffers": {k: v.detach().clone() for k, v in model.named_buffers()},
-        "requires_grad": {k: v.requires_grad for k, v in model.named_parameters()},
-        "grads": {k: v.grad for k, v in model.named_parameters()},
-        "training": [m.training for m in model.modules()],
-        "hooks": [len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()],
-    }
 
 
 @pytest.mark.parametrize("name", METHODS)

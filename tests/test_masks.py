@@ -12,6 +12,7 @@ import engines
 from engines import passes
 from engines.masks import flip_cells, mean_colour, oise_map, rise_upsample
 from engines.models import Normalised, freeze
+from helpers import count_forward_points
 
 SIZE = 32
 ROWS, COLS = slice(8, 16), slice(16, 24)  # region A: 8×8 pixels, 1/16 of the image
@@ -155,14 +156,7 @@ def test_oise_finds_the_planted_region(planted, textured):
 
 
 def test_oise_runs_one_batched_pass_per_step(smooth_model, small_images, monkeypatch):
-    calls = []
-    original = passes.forward_points
-
-    def counting(model, points, count, shape, **kwargs):
-        calls.append(count)
-        return original(model, points, count, shape, **kwargs)
-
-    monkeypatch.setattr(passes, "forward_points", counting)
+    calls = count_forward_points(monkeypatch)
     engines.explain(smooth_model, small_images, "oise", queries=64, chains=8)
     assert calls == [8] * 8  # steps = queries / chains, each one pass over the chains
     calls.clear()

@@ -23,6 +23,7 @@ from engines.metrics import (
     strictly_above,
 )
 from engines.models import freeze
+from helpers import snapshot
 
 
 class RegionModel(nn.Module):
@@ -307,17 +308,6 @@ def test_ssim_of_a_map_with_itself_is_one():
 
 
 # --------------------------------------------------------------------------- randomisation
-
-
-def snapshot(model: nn.Module) -> dict:
-    return {
-        "params": {k: v.detach().clone() for k, v in model.named_parameters()},
-        "buffers": {k: v.detach().clone() for k, v in model.named_buffers()},
-        "requires_grad": {k: v.requires_grad for k, v in model.named_parameters()},
-        "grads": {k: v.grad for k, v in model.named_parameters()},
-        "training": [m.training for m in model.modules()],
-        "hooks": [len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()],
-    }
 
 
 def test_randomisation_leaves_the_shared_model_bit_identical(smooth_model, small_images):

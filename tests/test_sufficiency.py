@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engines import passes
 from engines.models import freeze
 from engines.sufficiency import FILLS, harmonic_inpaint, kept_pixels, sufficiency
-from tests.test_masks import SIZE, PlantedModel, checkerboard
+from helpers import count_forward_points
+from test_masks import SIZE, PlantedModel, checkerboard
 
 
 @pytest.fixture
@@ -62,14 +62,7 @@ def test_the_most_salient_pixels_are_kept():
 
 
 def test_all_refills_go_through_the_model_in_one_batched_call(smooth_model, small_images, monkeypatch):
-    calls = []
-    original = passes.forward_points
-
-    def counting(model, points, count, shape, **kwargs):
-        calls.append(count)
-        return original(model, points, count, shape, **kwargs)
-
-    monkeypatch.setattr(passes, "forward_points", counting)
+    calls = count_forward_points(monkeypatch)
     others = torch.rand((2, 3, 8, 8), generator=torch.Generator().manual_seed(0))
     sufficiency(smooth_model, small_images, torch.rand(3, 8, 8), keep=0.5, others=others, repeats=4)
     assert calls == [1 + 1 + 1 + 4 + 1 + 2]  # clean, blur, mean, 4 noise, inpaint, 2 pastes

@@ -1,0 +1,32 @@
+"""Helpers shared by several test files (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def snapshot(model: torch.nn.Module) -> dict:
+    """Everything about a model that no engine may change: weights, buffers, flags, hooks."""
+    return {
+        "params": {k: v.detach().clone() for k, v in model.named_parameters()},
+        "buffers": {k: v.detach().clone() for k, v in model.named_buffers()},
+        "requires_grad": {k: v.requires_grad for k, v in model.named_parameters()},
+        "grads": {k: v.grad for k, v in model.named_parameters()},
+        "training": [m.training for m in model.modules()],
+        "hooks": [len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()],
+    }
+
+
+def count_forward_points(monkeypatch) -> list[int]:
+    """Patches `passes.forward_points` to record the number of copies of each call."""
+    from engines import passes
+
+    calls: list[int] = []
+    original = passes.forward_points
+
+    def counting(model, points, count, shape, **kwargs):
+        calls.append(count)
+        return original(model, points, count, shape, **kwargs)
+
+    monkeypatch.setattr(passes, "forward_points", counting)
+    return calls
