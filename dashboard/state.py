@@ -22,7 +22,7 @@ def setting_key(method: str, param: str) -> str:
 DEFAULTS = {
     DEVICE: "auto",
     SHARED_SCALE: False,
-    OPACITY: 0.6,
+    OPACITY: 0.85,
 }
 
 

@@ -5,8 +5,19 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-SEQUENTIAL = "Inferno"
-DIVERGING = "RdBu_r"
+# Colour scales that fade to transparent at zero, so the image shows through where a map is
+# silent and the overlay reads as "where", not as a dark veil (inferno-like and RdBu-like hues).
+SEQUENTIAL = [
+    [0.0, "rgba(0,0,4,0)"], [0.15, "rgba(87,16,110,0.35)"], [0.4, "rgba(188,55,84,0.75)"],
+    [0.7, "rgba(249,142,9,0.92)"], [1.0, "rgba(252,255,164,1)"],
+]
+DIVERGING = [
+    [0.0, "rgba(5,48,97,1)"], [0.3, "rgba(67,147,195,0.8)"], [0.5, "rgba(247,247,247,0)"],
+    [0.7, "rgba(214,96,77,0.8)"], [1.0, "rgba(103,0,31,1)"],
+]
+DISPLAY_PERCENTILE = 99.0
+"""Colour limits sit at this percentile of |map|, so a few extreme pixels do not wash out the
+rest (values beyond it show in the end colour; hover still shows the raw value)."""
 
 
 def image_array(x) -> np.ndarray:
@@ -15,10 +26,18 @@ def image_array(x) -> np.ndarray:
     return (np.clip(array.transpose(1, 2, 0), 0, 1) * 255).round().astype(np.uint8)
 
 
+def display_peak(saliency: np.ndarray) -> float:
+    """The value the colour scale tops out at: the `DISPLAY_PERCENTILE` of |map|, or its max
+    where that percentile is zero (a sparse map)."""
+    magnitude = np.abs(saliency)
+    peak = float(np.percentile(magnitude, DISPLAY_PERCENTILE))
+    return peak if peak > 0 else float(magnitude.max())
+
+
 def color_limits(saliency: np.ndarray, signed: bool, shared_max: float | None = None) -> tuple[float, float]:
-    """Colour-scale limits: symmetric about zero for signed maps, [0, max] for unsigned ones;
+    """Colour-scale limits: symmetric about zero for signed maps, [0, peak] for unsigned ones;
     an all-zero map gets (0, 1) so it shows as blank rather than failing."""
-    peak = shared_max if shared_max is not None else float(np.abs(saliency).max())
+    peak = shared_max if shared_max is not None else display_peak(saliency)
     peak = peak if peak > 0 and np.isfinite(peak) else 1.0
     return (-peak, peak) if signed else (0.0, peak)
 

@@ -39,7 +39,7 @@ def png_bytes(color=(0, 128, 255), size=(300, 200)) -> bytes:
 
 def test_explore_page_shows_top5_and_a_map_per_chosen_method(app):
     assert not app.error
-    chosen = app.multiselect(key="methods.linear").value + app.multiselect(key="methods.signed").value
+    chosen = app.pills(key="methods.linear").value + app.pills(key="methods.signed").value
     assert {"gradient", "positive"} <= set(chosen)
     assert len(charts(app)) == 1 + len(chosen)  # the top-5 bars and one overlay per map
     assert "cat" in app.selectbox(key="target").format_func(app.selectbox(key="target").value)
@@ -49,11 +49,11 @@ def test_one_method_of_each_family_gives_maps(app):
     """On the small shapes model, with a small query budget, this stays quick on a CPU."""
     app.selectbox(key="model").set_value("shapes_cnn")
     app.selectbox(key="sample").set_value("shapes_star").run()
-    app.multiselect(key="methods.linear").set_value(["smoothgrad"])
-    app.multiselect(key="methods.signed").set_value(["inactive"])
-    app.multiselect(key="methods.nonlinear").set_value(["secant"])
-    app.multiselect(key="methods.mask").set_value(["oise"])
-    app.multiselect(key="methods.occlusion").set_value(["occlusion"]).run()
+    app.pills(key="methods.linear").set_value(["smoothgrad"])
+    app.pills(key="methods.signed").set_value(["inactive"])
+    app.pills(key="methods.nonlinear").set_value(["secant"])
+    app.pills(key="methods.mask").set_value(["oise"])
+    app.pills(key="methods.occlusion").set_value(["occlusion"]).run()
     app.number_input(key="setting.oise.queries").set_value(64).run()
     assert not app.exception and not app.error
     assert len(charts(app)) == 1 + 5
@@ -61,7 +61,7 @@ def test_one_method_of_each_family_gives_maps(app):
 
 
 def test_many_class_models_compare_against_top_rivals_and_say_so(app):
-    app.multiselect(key="methods.signed").set_value(["inactive"]).run()
+    app.pills(key="methods.signed").set_value(["inactive"]).run()
     assert any("top 9 rival classes" in c.value for c in app.caption)
 
 
@@ -97,6 +97,6 @@ def test_a_model_without_weights_shows_a_message_not_a_traceback(app, monkeypatc
 
 
 def test_out_of_range_settings_are_refused_by_the_widgets(app):
-    app.multiselect(key="methods.linear").set_value(["smoothgrad"]).run()
+    app.pills(key="methods.linear").set_value(["smoothgrad"]).run()
     samples = app.number_input(key="setting.smoothgrad.samples")
     assert samples.min == 1 and samples.max == 1000

@@ -85,11 +85,10 @@ for name in engines.methods():
     by_family.setdefault(engines.method_info(name).family, []).append(name)
 starting = {"linear": ["gradient", "integrated_gradients"], "signed": ["positive", "negative", "active"]}
 chosen: list[str] = []
-columns = st.columns(len(by_family))
-for column, (family, members) in zip(columns, by_family.items()):
-    with column:
-        chosen += st.multiselect(f"{family.capitalize()} maps", members, default=starting.get(family, []),
-                                 format_func=lambda n: engines.method_info(n).label, key=f"{state.METHODS}.{family}")
+for family, members in by_family.items():
+    chosen += st.pills(f"{family.capitalize()} maps", members, selection_mode="multi",
+                       default=starting.get(family, []), format_func=lambda n: engines.method_info(n).label,
+                       key=f"{state.METHODS}.{family}") or []
 settings = {}
 for name in chosen:
     settings[name] = widgets.settings_form(name, len(classes))
@@ -119,7 +118,7 @@ except (ValueError, engines.OutOfMemory) as error:
 # ---------------------------------------------------------------- the grid
 st.markdown(f"Maps explain the class **{classes[target]}** for {source}, on {loaded.spec.label}.")
 image = views.image_array(x)
-peak = max(float(r.map.abs().max()) for r in results.values()) if shared else None
+peak = max(views.display_peak(r.map[0].numpy()) for r in results.values()) if shared else None
 grid = st.columns(3)
 for index, name in enumerate(chosen):
     result = results[name]
