@@ -9,6 +9,7 @@ DEVICE = "device"
 SAMPLE = "sample"
 UPLOAD = "upload"
 TARGET = "target"
+TARGET_FOR = "target_for"  # (model, image digest) the target was chosen for
 METHODS = "methods"
 SHARED_SCALE = "shared_scale"
 OPACITY = "opacity"

@@ -73,6 +73,15 @@ def test_choosing_another_target_explains_that_class(app):
     assert second.split(" (")[0] in explained(app)
 
 
+def test_a_new_image_or_model_resets_the_target_to_its_top_class(app):
+    app.selectbox(key="target").select(app.selectbox(key="target").options[2]).run()
+    app.selectbox(key="sample").set_value("coffee").run()
+    assert not app.exception and "class **espresso**" in explained(app)
+    app.selectbox(key="model").set_value("shapes_cnn").run()  # 10 classes: the old index would not exist
+    assert not app.exception and not app.error
+    assert app.selectbox(key="target").value < 10
+
+
 def test_a_bad_upload_shows_an_error_and_the_page_keeps_working(app):
     app.file_uploader(key="upload").set_value(("broken.png", b"this is not a png", "image/png")).run()
     assert not app.exception

@@ -8,75 +8,29 @@ import streamlit as st
 
 import engines
 from dashboard import resources, state, views, widgets
+from dashboard.selection import sidebar
 
-state.init()
+selection = sidebar()
+loaded, x, classes, target = selection.model, selection.x, selection.classes, selection.target
 st.title("Explore saliency")
 st.caption(
-    "Pick a sample or upload an image, pick a model and a target class, and compare how each "
-    "method explains the model's score for that class."
+    "Pick a sample or upload an image, a model and a target class in the sidebar, and compare "
+    "how each method explains the model's score for that class."
 )
 
-# ---------------------------------------------------------------- model and device (sidebar)
-with st.sidebar:
-    st.header("Model")
-    names = list(engines.catalogue())
-
-    def model_label(name: str) -> str:
-        ready, _ = resources.model_status(name)
-        return name if ready else f"{name} (weights not here)"
-
-    model_name = st.selectbox("Model", names, format_func=model_label, key=state.MODEL)
-    ready, status = resources.model_status(model_name)
-    st.caption(status)
-    device = st.selectbox("Device", ["auto", *engines.available_devices()], key=state.DEVICE,
-                          help="auto takes CUDA, then MPS, then the CPU.")
-
-try:
-    loaded = resources.model(model_name, device)
-except (engines.ModelUnavailable, ValueError) as error:
-    st.error(f"{model_name} cannot be used here. {error} Pick another model in the sidebar.")
-    st.stop()
-st.sidebar.caption(f"{loaded.describe()} on **{loaded.device}**; one forward + backward pass ≈ "
-                   f"{loaded.pass_seconds * 1000:.0f} ms.")
-
-# ---------------------------------------------------------------- image
-samples = engines.sample_images()
 left, right = st.columns([1, 1])
 with left:
-    sample = st.selectbox("Sample image", list(samples), key=state.SAMPLE,
-                          index=list(samples).index("chelsea") if "chelsea" in samples else 0)
-    upload = st.file_uploader(
-        "…or upload your own", type=[f.lower() for f in engines.images.SUPPORTED_FORMATS] + ["jpg", "jpeg", "tif"],
-        key=state.UPLOAD, max_upload_size=engines.images.MAX_UPLOAD_BYTES >> 20,
-        help=f"Up to {engines.images.MAX_PIXELS // 1_000_000} megapixels; the model sees a centre crop.",
-    )
-data, source = samples[sample].read_bytes(), f"sample “{sample}”"
-if upload is not None:
-    try:
-        upload_data = engines.images.read_bytes(upload)
-        engines.read_image(upload_data)
-        data, source = upload_data, f"your upload “{upload.name}”"
-    except engines.ImageError as error:
-        st.error(f"{error} Showing the {source} meanwhile.")
-digest = engines.image_digest(data)
-x = resources.image_bytes_to_tensor(model_name, device, digest, data)
-
-# ---------------------------------------------------------------- prediction and target
-prediction = resources.prediction(model_name, device, digest, x)
-top = prediction.top(5)
-with left:
-    st.image(views.image_array(x), caption=f"{source}, as the model sees it ({x.shape[-1]}×{x.shape[-2]})",
-             width=320)
+    st.image(views.image_array(x), width=320,
+             caption=f"{selection.source}, as the model sees it ({x.shape[-1]}×{x.shape[-2]})")
 with right:
     st.subheader("Top-5 predictions")
-    classes = loaded.categories
-    order = [i for i, _ in top] + sorted(set(range(len(classes))) - {i for i, _ in top}, key=lambda i: classes[i])
-    target = st.selectbox("Target class (explain this class)", order, key=state.TARGET,
-                          format_func=lambda i: f"{classes[i]} ({prediction.probabilities[0, i]:.1%})",
-                          help="Maps explain the logit of this class. Other classes matter too: try one.")
+    top = selection.prediction.top(5)
     highlight = next((rank for rank, (i, _) in enumerate(top) if i == target), None)
     st.plotly_chart(views.top_classes_bar([classes[i] for i, _ in top], [p for _, p in top], highlight),
                     width="stretch", key="top5")
+    if highlight is None:
+        st.caption(f"The target, {classes[target]}, is outside the top 5 "
+                   f"({selection.prediction.probabilities[0, target]:.2%}).")
 
 # ---------------------------------------------------------------- methods and settings
 st.subheader("Methods")
@@ -109,14 +63,14 @@ if not chosen:
 estimate = sum(loaded.estimate_seconds(engines.method_info(m).cost(settings[m], len(classes), tuple(x.shape[-2:]))) for m in chosen)
 try:
     with st.spinner(f"Computing {len(chosen)} maps (about {estimate:.1f} s on {loaded.device})…"):
-        results = resources.maps(model_name, device, digest, x, tuple(chosen), json.dumps(settings, sort_keys=True),
-                                 int(target))
+        results = resources.maps(selection.model_name, selection.device, selection.digest, x, tuple(chosen),
+                                 json.dumps(settings, sort_keys=True), target)
 except (ValueError, engines.OutOfMemory) as error:
     st.error(f"These settings cannot run: {error}")
     st.stop()
 
 # ---------------------------------------------------------------- the grid
-st.markdown(f"Maps explain the class **{classes[target]}** for {source}, on {loaded.spec.label}.")
+st.markdown(f"Maps explain the class **{classes[target]}** for {selection.source}, on {loaded.spec.label}.")
 image = views.image_array(x)
 peak = max(views.display_peak(r.map[0].numpy()) for r in results.values()) if shared else None
 grid = st.columns(3)

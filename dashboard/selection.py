@@ -1,0 +1,106 @@
+"""The sidebar every page shares: model, device, image and target class.
+
+Every page calls `sidebar()` first; because the same widgets (same keys) render on every page,
+the choice survives moving between pages. The target resets to the new top-1 class whenever the
+model or the image changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+import engines
+from dashboard import resources, state
+
+
+@dataclass
+class Selection:
+    """What the pages work on: the loaded model, the image as the model sees it, its prediction."""
+
+    model_name: str
+    device: str
+    model: engines.LoadedModel
+    x: torch.Tensor
+    digest: str
+    source: str
+    prediction: engines.Prediction
+    target: int
+
+    @property
+    def classes(self) -> list[str]:
+        return self.model.categories
+
+    def class_name(self, index: int) -> str:
+        return self.classes[index]
+
+
+def _model_label(name: str) -> str:
+    ready, _ = resources.model_status(name)
+    return name if ready else f"{name} (weights not here)"
+
+
+def _pick_model() -> tuple[str, str, engines.LoadedModel]:
+    st.header("Model")
+    model_name = st.selectbox("Model", list(engines.catalogue()), format_func=_model_label, key=state.MODEL)
+    st.caption(resources.model_status(model_name)[1])
+    device = st.selectbox("Device", ["auto", *engines.available_devices()], key=state.DEVICE,
+                          help="auto takes CUDA, then MPS, then the CPU.")
+    try:
+        loaded = resources.model(model_name, device)
+    except (engines.ModelUnavailable, ValueError) as error:
+        st.error(f"{model_name} cannot be used here. {error} Pick another model above.")
+        st.stop()
+    st.caption(f"{loaded.describe()} on **{loaded.device}**; one forward + backward pass ≈ "
+               f"{loaded.pass_seconds * 1000:.0f} ms.")
+    return model_name, device, loaded
+
+
+def _pick_image() -> tuple[bytes, str]:
+    st.header("Image")
+    samples = engines.sample_images()
+    default = list(samples).index("chelsea") if "chelsea" in samples else 0
+    sample = st.selectbox("Sample image", list(samples), index=default, key=state.SAMPLE)
+    upload = st.file_uploader(
+        "…or upload your own", type=[f.lower() for f in engines.images.SUPPORTED_FORMATS] + ["jpg", "jpeg", "tif"],
+        key=state.UPLOAD, max_upload_size=engines.images.MAX_UPLOAD_BYTES >> 20,
+        help=f"Up to {engines.images.MAX_PIXELS // 1_000_000} megapixels; the model sees a centre crop.",
+    )
+    data, source = samples[sample].read_bytes(), f"sample “{sample}”"
+    if upload is not None:
+        try:
+            upload_data = engines.images.read_bytes(upload)
+            engines.read_image(upload_data)
+            return upload_data, f"your upload “{upload.name}”"
+        except engines.ImageError as error:
+            st.error(f"{error} Showing the {source} meanwhile.")
+    return data, source
+
+
+def _pick_target(model_name: str, digest: str, classes: list[str], prediction: engines.Prediction) -> int:
+    top = prediction.top(5)
+    if st.session_state.get(state.TARGET_FOR) != (model_name, digest):
+        st.session_state[state.TARGET_FOR] = (model_name, digest)
+        st.session_state[state.TARGET] = top[0][0]
+    order = [i for i, _ in top] + sorted(set(range(len(classes))) - {i for i, _ in top}, key=lambda i: classes[i])
+    return int(st.selectbox(
+        "Target class (explain this class)", order, key=state.TARGET,
+        format_func=lambda i: f"{classes[i]} ({prediction.probabilities[0, i]:.1%})",
+        help="Maps explain the logit of this class, the predicted one by default. Other classes matter too.",
+    ))
+
+
+def sidebar() -> Selection:
+    """Renders the shared sidebar and returns the selection; stops the page with a message when
+    the chosen model cannot be used."""
+    state.init()
+    with st.sidebar:
+        model_name, device, loaded = _pick_model()
+        data, source = _pick_image()
+        digest = engines.image_digest(data)
+        x = resources.image_bytes_to_tensor(model_name, device, digest, data)
+        prediction = resources.prediction(model_name, device, digest, x)
+        target = _pick_target(model_name, digest, loaded.categories, prediction)
+    return Selection(model_name, device, loaded, x, digest, source, prediction, target)
