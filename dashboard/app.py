@@ -19,7 +19,10 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="Saliency explorer", page_icon="🔍", layout="wide")
 
+PAGES = ROOT / "dashboard" / "app_pages"
 pages = [
-    st.Page(str(ROOT / "dashboard" / "app_pages" / "explore.py"), title="Explore", icon="🔍", default=True),
+    st.Page(str(PAGES / "explore.py"), title="Explore", icon="🔍", default=True),
+    st.Page(str(PAGES / "occlusion.py"), title="Occlusion, live", icon="🩹"),
+    st.Page(str(PAGES / "learn.py"), title="Learn", icon="🎓"),
 ]
 st.navigation(pages).run()

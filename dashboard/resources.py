@@ -1,18 +1,20 @@
 """Every cached resource of the dashboard, and nothing else.
 
-Models are cached once per server (shared by every session, never mutated); maps are cached
-by the image's digest, the model, the method list, their settings and the target, so a change
-of an unrelated widget recomputes nothing.
+Models are cached once per server (shared by every session, never mutated); maps are stored
+per method, keyed by the image's digest, the model, the method's settings and the target, so a
+change of an unrelated widget (or adding one method) recomputes nothing already computed.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Optional
 
 import streamlit as st
 
 import engines
+from dashboard.store import LruStore
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -38,9 +40,190 @@ def prediction(model_name: str, device: str, digest: str, _x) -> engines.Predict
     return engines.predict(model(model_name, device), _x)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def maps(model_name: str, device: str, digest: str, _x, methods: tuple[str, ...], settings_json: str,
-         target: Optional[int]) -> dict[str, engines.Explanation]:
-    """The explanations of `methods` for the image, sharing their passes."""
+@st.cache_resource
+def _map_store() -> LruStore:
+    """Computed maps of every session, one entry per (image, model, method, settings, target)."""
+    return LruStore(capacity=256)
+
+
+def _map_key(model_name: str, device: str, digest: str, method: str, settings: dict, target: Optional[int]) -> tuple:
+    return (model_name, device, digest, method, json.dumps(settings, sort_keys=True), target)
+
+
+def missing_maps(model_name: str, device: str, digest: str, methods: tuple[str, ...], settings_json: str,
+                 target: Optional[int]) -> list[str]:
+    """The methods whose maps for this image, settings and target are not computed yet."""
     settings = json.loads(settings_json)
-    return engines.explain_many(model(model_name, device), _x, list(methods), target, settings)
+    store = _map_store()
+    return [m for m in methods
+            if store.get(_map_key(model_name, device, digest, m, settings.get(m, {}), target)) is None]
+
+
+def maps(model_name: str, device: str, digest: str, _x, methods: tuple[str, ...], settings_json: str,
+         target: Optional[int], progress: Optional[Callable[[int, int], None]] = None) -> dict[str, engines.Explanation]:
+    """The explanations of `methods` for the image: stored ones are reused, the missing ones are
+    computed together (sharing their passes) and stored. `progress(done, total)` follows the
+    computation; raising from it cancels, and nothing partial is stored."""
+    settings = json.loads(settings_json)
+    store = _map_store()
+    todo = missing_maps(model_name, device, digest, methods, settings_json, target)
+    if todo:
+        fresh = engines.explain_many(model(model_name, device), _x, todo, target,
+                                     {m: settings.get(m, {}) for m in todo}, progress=progress)
+        for name, result in fresh.items():
+            store.put(_map_key(model_name, device, digest, name, settings.get(name, {}), target), result)
+    return {m: store.get(_map_key(model_name, device, digest, m, settings.get(m, {}), target)) for m in methods}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def curve(model_name: str, device: str, digest: str, _x, _saliency, method: str, settings_json: str,
+          target: Optional[int], ranking: str, kind: str) -> engines.Curve:
+    """One faithfulness curve of the map `_saliency` `(1, H, W)`: the map of `method` with its
+    settings for `target`, ranked by `ranking` ("value" or "magnitude"; the caller passes
+    `map.abs()` for magnitude). `kind`: "deletion" (black fill), "insertion" (from a blur, as
+    RISE), "allegiance_black" or "allegiance_white" (does the clean top class survive?)."""
+    loaded = model(model_name, device)
+    if kind == "deletion":
+        return engines.deletion_curve(loaded, _x, _saliency, target, fill="black")
+    if kind == "insertion":
+        return engines.insertion_curve(loaded, _x, _saliency, target, start="blur")
+    if kind in ("allegiance_black", "allegiance_white"):
+        return engines.allegiance_curve(loaded, _x, _saliency, fill=kind.split("_")[1])
+    raise ValueError(f"unknown curve kind {kind!r}")
+
+
+# ---------------------------------------------------------------- probe and evaluate pages
+# The long computations below draw their own progress bar: an element made inside a cached
+# function is replayed on a cache hit (made and emptied again, so nothing shows), whereas one
+# made outside it and updated from inside cannot be replayed (CacheReplayClosureError).
+
+
+def _progress_bar(text: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A progress bar at the caller's place: `(update(done, total), remove())`."""
+    bar = st.progress(0.0, text=text)
+
+    def update(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{text} {done} / {total}")
+
+    return update, bar.empty
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def response_curve(model_name: str, device: str, digest: str, _x, region: tuple[int, int], target: int,
+                   span: float, points: int, patch: int) -> engines.ResponseCurve:
+    """One region's true response against its tangent line (`engines.response_curve`)."""
+    return engines.response_curve(model(model_name, device), _x, region, target, span=span, points=points,
+                                  patch=patch)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def nonlinearity_map(model_name: str, device: str, digest: str, _x, settings_json: str,
+                     target: int) -> engines.Explanation:
+    """The nonlinearity (off-the-tangent) map with these settings, with a progress bar."""
+    update, remove = _progress_bar("Brightening and darkening every region…")
+    try:
+        return engines.explain(model(model_name, device), _x, "nonlinearity", target, progress=update,
+                               **json.loads(settings_json))
+    finally:
+        remove()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def evaluation_curves(model_name: str, device: str, digest: str, _x, _saliency, method: str, settings_json: str,
+                      target: int, ranking: str, steps: int, deletion_fill: str,
+                      insertion_start: str) -> dict[str, engines.Curve]:
+    """Deletion, insertion and allegiance (black, white) curves of the map `_saliency` `(1, H, W)`
+    of `method` with its settings for `target`, ranked by `ranking` ("value", or "magnitude":
+    the caller passes |map|). Deletion and insertion follow the target's probability over
+    `steps` steps; allegiance follows the clean top class on the paper's fractions."""
+    loaded = model(model_name, device)
+    return {
+        "deletion": engines.deletion_curve(loaded, _x, _saliency, target, steps=steps, fill=deletion_fill),
+        "insertion": engines.insertion_curve(loaded, _x, _saliency, target, steps=steps, start=insertion_start),
+        "allegiance_black": engines.allegiance_curve(loaded, _x, _saliency, fill="black"),
+        "allegiance_white": engines.allegiance_curve(loaded, _x, _saliency, fill="white"),
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def randomisation(model_name: str, device: str, digest: str, _x, method: str, settings_json: str,
+                  target: int) -> list[engines.RandomisationStep]:
+    """Cascading weight randomisation of a copy of the model (`engines.randomisation_check`),
+    the map of `method` recomputed after each step, with a progress bar."""
+    update, remove = _progress_bar(f"Randomising layers and re-explaining ({engines.method_info(method).label})…")
+    try:
+        return engines.randomisation_check(model(model_name, device), _x, method, target, progress=update,
+                                           **json.loads(settings_json))
+    finally:
+        remove()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def other_samples(model_name: str, device: str, digest: str) -> tuple:
+    """Every bundled sample but the one with this digest, preprocessed for the model: the
+    backgrounds the sufficiency test pastes the kept region onto: `(images (M, 3, S, S), names)`,
+    or `(None, ())` where there is no other sample."""
+    import torch
+
+    loaded = model(model_name, device)
+    chosen = [(name, data) for name, data in ((n, p.read_bytes()) for n, p in engines.sample_images().items())
+              if engines.image_digest(data) != digest]
+    if not chosen:
+        return None, ()
+    images = torch.cat([loaded.preprocess(engines.read_image(data)) for _, data in chosen])  # (M, 3, S, S)
+    return images, tuple(name for name, _ in chosen)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def sufficiency(model_name: str, device: str, digest: str, _x, _saliency, method: str, settings_json: str,
+                target: int, keep: float, fills: tuple[str, ...]) -> engines.SufficiencyReport:
+    """Keeps the `keep` most salient pixels of the map `_saliency` of `method` (with its settings,
+    for `target`), refills the rest with each of `fills`, and asks the model again
+    (`engines.sufficiency`); "paste" uses the other sample images."""
+    others, _ = other_samples(model_name, device, digest) if "paste" in fills else (None, ())
+    return engines.sufficiency(model(model_name, device), _x, _saliency, keep=keep, fills=fills, others=others,
+                               target=target)
+
+
+# ---------------------------------------------------------------- learn page
+# Preset examples of the guided tour: (model name, sample name); "saturated_toy" is built in code
+# (engines/toys.py) with its own image, so its sample is "".
+
+
+@st.cache_resource(show_spinner="Loading the example…", max_entries=4)
+def learn_example(model_name: str, sample: str) -> tuple:
+    """`(LoadedModel, x (1, 3, S, S))` of one preset example of the Learn page, shared by sessions."""
+    if model_name == "saturated_toy":
+        from engines import toys
+
+        return toys.saturated_toy()
+    loaded = model(model_name, "auto")
+    return loaded, loaded.preprocess(engines.read_image(engines.sample_images()[sample]))
+
+
+@st.cache_data(show_spinner="Computing the maps…", max_entries=32)
+def learn_maps(model_name: str, sample: str, methods: tuple[str, ...], settings_json: str) -> dict:
+    """The maps of `methods` (settings per method as JSON) for the predicted class of a preset."""
+    loaded, x = learn_example(model_name, sample)
+    return engines.explain_many(loaded, x, list(methods), None, json.loads(settings_json))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def learn_response(model_name: str, sample: str, region: tuple[int, int], span: float, points: int,
+                   patch: int) -> engines.ResponseCurve:
+    """One region's true response against its tangent for a preset (`engines.response_curve`)."""
+    loaded, x = learn_example(model_name, sample)
+    return engines.response_curve(loaded, x, region, None, span=span, points=points, patch=patch)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def learn_mask(sample: str, size: int):
+    """The bundled object mask of a sample (`engines.sample_mask`, 0/255 PNG) as a `(size, size)`
+    bool array, resized with nearest neighbours where its size differs."""
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(engines.sample_mask(sample)).convert("L")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.NEAREST)
+    return np.asarray(image) > 127

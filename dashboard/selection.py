@@ -13,7 +13,7 @@ import streamlit as st
 import torch
 
 import engines
-from dashboard import resources, state
+from dashboard import resources, state, urlstate
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Selection:
     x: torch.Tensor
     digest: str
     source: str
+    sample: str
     prediction: engines.Prediction
     target: int
 
@@ -58,11 +59,13 @@ def _pick_model() -> tuple[str, str, engines.LoadedModel]:
     return model_name, device, loaded
 
 
-def _pick_image() -> tuple[bytes, str]:
+def _pick_image() -> tuple[bytes, str, str]:
     st.header("Image")
     samples = engines.sample_images()
     default = list(samples).index("chelsea") if "chelsea" in samples else 0
-    sample = st.selectbox("Sample image", list(samples), index=default, key=state.SAMPLE)
+    if state.SAMPLE not in st.session_state:
+        st.session_state[state.SAMPLE] = list(samples)[default]
+    sample = st.selectbox("Sample image", list(samples), key=state.SAMPLE)
     upload = st.file_uploader(
         "…or upload your own", type=[f.lower() for f in engines.images.SUPPORTED_FORMATS] + ["jpg", "jpeg", "tif"],
         key=state.UPLOAD, max_upload_size=engines.images.MAX_UPLOAD_BYTES >> 20,
@@ -73,17 +76,18 @@ def _pick_image() -> tuple[bytes, str]:
         try:
             upload_data = engines.images.read_bytes(upload)
             engines.read_image(upload_data)
-            return upload_data, f"your upload “{upload.name}”"
+            return upload_data, f"your upload “{upload.name}”", sample
         except engines.ImageError as error:
             st.error(f"{error} Showing the {source} meanwhile.")
-    return data, source
+    return data, source, sample
 
 
 def _pick_target(model_name: str, digest: str, classes: list[str], prediction: engines.Prediction) -> int:
     top = prediction.top(5)
     if st.session_state.get(state.TARGET_FOR) != (model_name, digest):
         st.session_state[state.TARGET_FOR] = (model_name, digest)
-        st.session_state[state.TARGET] = top[0][0]
+        linked = st.session_state.pop(state.TARGET_PENDING, None)  # from a link: used once
+        st.session_state[state.TARGET] = linked if linked is not None and linked < len(classes) else top[0][0]
     order = [i for i, _ in top] + sorted(set(range(len(classes))) - {i for i, _ in top}, key=lambda i: classes[i])
     return int(st.selectbox(
         "Target class (explain this class)", order, key=state.TARGET,
@@ -96,11 +100,12 @@ def sidebar() -> Selection:
     """Renders the shared sidebar and returns the selection; stops the page with a message when
     the chosen model cannot be used."""
     state.init()
+    urlstate.restore()
     with st.sidebar:
         model_name, device, loaded = _pick_model()
-        data, source = _pick_image()
+        data, source, sample = _pick_image()
         digest = engines.image_digest(data)
         x = resources.image_bytes_to_tensor(model_name, device, digest, data)
         prediction = resources.prediction(model_name, device, digest, x)
         target = _pick_target(model_name, digest, loaded.categories, prediction)
-    return Selection(model_name, device, loaded, x, digest, source, prediction, target)
+    return Selection(model_name, device, loaded, x, digest, source, sample, prediction, target)

@@ -10,9 +10,53 @@ SAMPLE = "sample"
 UPLOAD = "upload"
 TARGET = "target"
 TARGET_FOR = "target_for"  # (model, image digest) the target was chosen for
+TARGET_PENDING = "target_pending"  # a target from a link, applied once its model and image load
 METHODS = "methods"
+COMPUTE = "compute"
+CANCEL = "cancel"
+EXPORT_METRICS = "export.metrics"
+EXPORT_PNG, EXPORT_NPZ, EXPORT_HTML = "export.png", "export.npz", "export.html"
+EXPORT_CSV, EXPORT_JSON = "export.csv", "export.json"
 SHARED_SCALE = "shared_scale"
 OPACITY = "opacity"
+
+# Probe page
+PROBE_PATCH = "probe.patch"
+PROBE_SPAN = "probe.span"
+PROBE_ROW = "probe.row"
+PROBE_COL = "probe.col"
+PROBE_PICKER = "probe.picker"  # the clickable region figure (its selection is the click)
+PROBE_LAST_CLICK = "probe.last_click"  # the click already applied to row/col
+PROBE_COMPUTE = "probe.compute"
+PROBE_WANTED = "probe.wanted"  # nonlinearity maps asked for by button, so they stay shown
+PROBE_JUMP = "probe.jump"
+# Evaluate page
+EVAL_METHODS = "evaluate.methods"
+EVAL_STEPS = "evaluate.steps"
+EVAL_DELETION_FILL = "evaluate.deletion_fill"
+EVAL_INSERTION_START = "evaluate.insertion_start"
+EVAL_RANDOMISE = "evaluate.randomise"
+EVAL_RANDOMISED = "evaluate.randomised"  # randomisation checks asked for, so they stay shown
+EVAL_KEEP = "evaluate.keep"
+EVAL_FILLS = "evaluate.fills"
+EVAL_SHOWN_METHOD = "evaluate.shown_method"  # whose refilled images are shown
+OCC_METHOD = "occlusion.method"  # the map that ranks the pixels
+OCC_RANKING = "occlusion.ranking"  # by value or by magnitude, for signed maps
+OCC_PERCENT = "occlusion.percent"  # percent of pixels hidden
+OCC_FILL = "occlusion.fill"
+OCC_STEP = "occlusion.step"
+OCC_WHICH_WAY = "occlusion.which_way"
+OCC_BOX_CHART = "occlusion.box_chart"
+OCC_BOX_FILL = "occlusion.box_fill"
+OCC_BOX_ROWS = ("occlusion.box_row0", "occlusion.box_row1")
+OCC_BOX_COLS = ("occlusion.box_col0", "occlusion.box_col1")
+OCC_BOX_FOR = "occlusion.box_for"  # (model, image digest) the box inputs were set for
+OCC_BOX_APPLIED = "occlusion.box_applied"  # the last dragged box copied into the inputs
+# Learn page (the guided tour)
+LEARN_STEP = "learn.step"
+LEARN_OPACITY = "learn.opacity"
+LEARN_EPSILON = "learn.epsilon"  # the saturated toy's finite step, pixel units
+LEARN_SHAPE = "learn.shape"  # which shapes sample the ground-truth step uses
 
 
 def setting_key(method: str, param: str) -> str:

@@ -27,24 +27,26 @@ def param_widget(method: str, param: engines.Param, num_classes: int) -> Any:
     default = ui_default(param, num_classes)
     label = f"{param.name}" + (f" ({param.unit})" if param.unit else "")
     if param.optional:
-        use_none = st.checkbox(f"{param.name}: {param.none_means}", value=default is None, key=key + ".none",
-                               help=param.help)
+        st.session_state.setdefault(key + ".none", default is None)
+        use_none = st.checkbox(f"{param.name}: {param.none_means}", key=key + ".none", help=param.help)
         if use_none:
             return None
         default = default if default is not None else (int(param.low or 1) if param.kind == "int" else 0.0)
+    if param.kind == "int" and param.name == "rivals":
+        default = min(default, max(1, num_classes - 1))
+    st.session_state.setdefault(key, default)  # a link may have set it already
     if param.kind == "choice":
-        return st.selectbox(label, param.choices, index=param.choices.index(default), key=key, help=param.help)
+        return st.selectbox(label, param.choices, key=key, help=param.help)
     if param.kind == "bool":
-        return st.checkbox(label, value=bool(default), key=key, help=param.help)
+        return st.checkbox(label, key=key, help=param.help)
     if param.kind == "int":
         high = None if param.high is None else int(param.high)
         if param.name == "rivals":
             high = max(1, num_classes - 1)
-            default = min(default, high)
-        return int(st.number_input(label, min_value=int(param.low or 0), max_value=high, value=int(default), step=1,
-                                   key=key, help=param.help))
-    return float(st.number_input(label, min_value=param.low, max_value=param.high, value=float(default),
-                                 key=key, help=param.help, format="%.4g"))
+        return int(st.number_input(label, min_value=int(param.low or 0), max_value=high, step=1, key=key,
+                                   help=param.help))
+    return float(st.number_input(label, min_value=param.low, max_value=param.high, key=key, help=param.help,
+                                 format="%.4g"))
 
 
 def settings_form(method: str, num_classes: int) -> dict[str, Any]:

@@ -109,3 +109,56 @@ def test_out_of_range_settings_are_refused_by_the_widgets(app):
     app.pills(key="methods.linear").set_value(["smoothgrad"]).run()
     samples = app.number_input(key="setting.smoothgrad.samples")
     assert samples.min == 1 and samples.max == 1000
+
+
+def test_slow_maps_wait_for_a_click_and_then_appear(monkeypatch):
+    from dashboard import resources
+
+    resources._map_store.clear()  # maps are shared server-wide: start from none computed
+    monkeypatch.setattr(models.LoadedModel, "estimate_seconds", lambda self, cost: 60.0)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert any("Not computed yet" in i.value and "About 300 s" in i.value for i in at.info)  # 5 maps × 60 s
+    assert len(charts(at)) == 1  # only the top-5 bars: nothing ran
+    at.button(key="compute").click().run()
+    assert not at.exception and not at.error
+    assert len(charts(at)) == 1 + 5
+    at.slider(key="opacity").set_value(0.3).run()  # an unrelated widget: the maps stay, nothing reruns
+    assert len(charts(at)) == 1 + 5 and not at.info
+
+
+def test_export_offers_png_npz_and_an_html_report(app):
+    labels = [b.label for b in app.download_button]
+    assert {"Map grid (PNG)", "Maps (.npz)", "Report (HTML)"} <= set(labels)
+    app.checkbox(key="export.metrics").check().run()
+    assert not app.exception
+    labels = [b.label for b in app.download_button]
+    assert {"Metrics (CSV)", "Metrics (JSON)"} <= set(labels)
+
+
+def test_a_link_reproduces_the_view_and_the_page_writes_its_view_back():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({
+        "model": "shapes_cnn", "sample": "shapes_ring", "target": "3", "methods": "gradient,secant",
+        "settings": '{"secant":{"patch":32}}',
+    })
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="model").value == "shapes_cnn" and at.selectbox(key="sample").value == "shapes_ring"
+    assert at.selectbox(key="target").value == 3  # "star", not the predicted "ring": the link wins
+    assert at.pills(key="methods.linear").value == ["gradient"] and at.pills(key="methods.nonlinear").value == ["secant"]
+    assert at.number_input(key="setting.secant.patch").value == 32
+    assert "class **star** for sample “shapes_ring”" in explained(at)
+    at.pills(key="methods.signed").set_value(["positive"]).run()
+    written = at.query_params
+    assert written["model"] == ["shapes_cnn"] or written["model"] == "shapes_cnn"
+    assert "positive" in str(written["methods"]) and '"patch":32' in str(written["settings"])
+
+
+def test_a_broken_link_is_ignored_not_an_error():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"model": "nope", "target": "99999", "methods": "gradient,bogus", "settings": "{not json"})
+    at.run()
+    assert not at.exception and not at.error
+    assert at.pills(key="methods.linear").value == ["gradient"]

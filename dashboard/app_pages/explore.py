@@ -7,7 +7,7 @@ import json
 import streamlit as st
 
 import engines
-from dashboard import resources, state, views, widgets
+from dashboard import exports, resources, state, urlstate, views, widgets
 from dashboard.selection import sidebar
 
 selection = sidebar()
@@ -40,12 +40,15 @@ for name in engines.methods():
 starting = {"linear": ["gradient", "integrated_gradients"], "signed": ["positive", "negative", "active"]}
 chosen: list[str] = []
 for family, members in by_family.items():
+    key = f"{state.METHODS}.{family}"
+    if key not in st.session_state:  # a link may have set it already
+        st.session_state[key] = starting.get(family, [])
     chosen += st.pills(f"{family.capitalize()} maps", members, selection_mode="multi",
-                       default=starting.get(family, []), format_func=lambda n: engines.method_info(n).label,
-                       key=f"{state.METHODS}.{family}") or []
+                       format_func=lambda n: engines.method_info(n).label, key=key) or []
 settings = {}
 for name in chosen:
     settings[name] = widgets.settings_form(name, len(classes))
+urlstate.publish(selection.model_name, selection.sample, target, chosen, settings)
 note = widgets.rivals_note(settings, len(classes))
 if note:
     st.caption(note)
@@ -60,21 +63,45 @@ if not chosen:
     st.info("Pick at least one method above.")
     st.stop()
 
-estimate = sum(loaded.estimate_seconds(engines.method_info(m).cost(settings[m], len(classes), tuple(x.shape[-2:]))) for m in chosen)
-try:
-    with st.spinner(f"Computing {len(chosen)} maps (about {estimate:.1f} s on {loaded.device})…"):
-        results = resources.maps(selection.model_name, selection.device, selection.digest, x, tuple(chosen),
-                                 json.dumps(settings, sort_keys=True), target)
-except (ValueError, engines.OutOfMemory) as error:
-    st.error(f"These settings cannot run: {error}")
-    st.stop()
+AUTO_SECONDS = 10.0
+"""Maps expected to take longer than this wait for a click, so a setting change never freezes the page."""
+CANCELLABLE_SECONDS = 2.0
+"""Runs expected to take longer than this show a Cancel button beside their progress bar."""
+
+settings_json = json.dumps(settings, sort_keys=True)
+key = (selection.model_name, selection.device, selection.digest)
+todo = resources.missing_maps(*key, tuple(chosen), settings_json, target)
+estimate = sum(loaded.estimate_seconds(engines.method_info(m).cost(settings[m], len(classes), tuple(x.shape[-2:])))
+               for m in todo)
+run = bool(todo) and estimate <= AUTO_SECONDS
+if todo and not run:
+    labels = ", ".join(engines.method_info(m).label for m in todo)
+    if st.session_state.get(state.CANCEL):
+        st.warning("Cancelled: nothing of that run was kept. The maps below were computed before.")
+    st.info(f"Not computed yet: {labels}. About {estimate:.0f} s on {loaded.device}.")
+    run = st.button(f"Compute (about {estimate:.0f} s)", key=state.COMPUTE, type="primary")
+if run:
+    if estimate > CANCELLABLE_SECONDS:
+        st.button("Cancel", key=state.CANCEL, help="Stops the computation; nothing partial is kept.")
+    bar = st.progress(0.0, text=f"Computing {len(todo)} maps (about {estimate:.1f} s)…")
+
+    def show_progress(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=f"Computing {len(todo)} maps: {done} of {total} passes")
+
+    try:
+        resources.maps(*key, x, tuple(todo), settings_json, target, progress=show_progress)
+    except (ValueError, engines.OutOfMemory) as error:
+        st.error(f"These settings cannot run: {error} Change them above; the other maps are kept.")
+    bar.empty()
+ready = [m for m in chosen if m not in resources.missing_maps(*key, tuple(chosen), settings_json, target)]
+results = resources.maps(*key, x, tuple(ready), settings_json, target)
 
 # ---------------------------------------------------------------- the grid
 st.markdown(f"Maps explain the class **{classes[target]}** for {selection.source}, on {loaded.spec.label}.")
 image = views.image_array(x)
-peak = max(views.display_peak(r.map[0].numpy()) for r in results.values()) if shared else None
+peak = max((views.display_peak(r.map[0].numpy()) for r in results.values()), default=None) if shared else None
 grid = st.columns(3)
-for index, name in enumerate(chosen):
+for index, name in enumerate(ready):
     result = results[name]
     info = engines.method_info(name)
     with grid[index % 3]:
@@ -84,3 +111,41 @@ for index, name in enumerate(chosen):
             width="stretch", key=f"map.{name}",
         )
         st.caption(f"{info.summary} {result.seconds:.2f} s.")
+
+# ---------------------------------------------------------------- export
+if results:
+    with st.expander("Export: PNG, maps, metrics, report"):
+        labelled = {m: (engines.method_info(m).label, r.map[0].numpy(), r.signed) for m, r in results.items()}
+        meta = {"model": loaded.describe(), "image": selection.source, "target": classes[target],
+                "settings": {m: r.settings for m, r in results.items()}}
+        with_metrics = st.checkbox("Include faithfulness metrics (deletion, insertion, allegiance AUC)",
+                                   key=state.EXPORT_METRICS, help="Four curves per map: a few seconds each.")
+        rows = []
+        if with_metrics:
+            with st.spinner("Computing the curves…"):
+                for m, r in results.items():
+                    row = {"method": m}
+                    for kind in ("deletion", "insertion", "allegiance_black", "allegiance_white"):
+                        row[f"{kind}_auc"] = float(resources.curve(
+                            selection.model_name, selection.device, selection.digest, x, r.map, m,
+                            json.dumps(r.settings, sort_keys=True), target, "value", kind).auc[0])
+                    rows.append(row)
+            st.dataframe(rows, hide_index=True)
+        stem = f"saliency_{selection.model_name}_{classes[target]}".replace(" ", "_")
+        c1, c2, c3 = st.columns(3)
+        c1.download_button("Map grid (PNG)", exports.grid_png(image, labelled, opacity=opacity, shared_max=peak),
+                           f"{stem}.png", "image/png", key=state.EXPORT_PNG)
+        c2.download_button("Maps (.npz)", exports.maps_npz({m: v[1] for m, v in labelled.items()}, meta),
+                           f"{stem}.npz", "application/octet-stream", key=state.EXPORT_NPZ)
+        c3.download_button(
+            "Report (HTML)",
+            exports.html_report(
+                title=f"Why {loaded.spec.label} sees “{classes[target]}”", image=image, model=loaded.describe(),
+                prediction=[(classes[i], p) for i, p in selection.prediction.top(5)], target=classes[target],
+                maps=labelled, settings=meta["settings"], metrics=rows, opacity=opacity),
+            f"{stem}.html", "text/html", key=state.EXPORT_HTML)
+        if rows:
+            c1.download_button("Metrics (CSV)", exports.metrics_csv(rows), f"{stem}_metrics.csv", "text/csv",
+                               key=state.EXPORT_CSV)
+            c2.download_button("Metrics (JSON)", exports.metrics_json(rows, meta), f"{stem}_metrics.json",
+                               "application/json", key=state.EXPORT_JSON)
