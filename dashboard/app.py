@@ -17,6 +17,9 @@ if str(ROOT) not in sys.path:  # works when started from any folder
 
 import streamlit as st  # noqa: E402
 
+from dashboard import state  # noqa: E402
+from dashboard.selection import sidebar  # noqa: E402
+
 st.set_page_config(page_title="Saliency explorer", page_icon="🔍", layout="wide")
 
 PAGES = ROOT / "dashboard" / "app_pages"
@@ -25,4 +28,6 @@ pages = [
     st.Page(str(PAGES / "occlusion.py"), title="Occlusion, live", icon="🩹"),
     st.Page(str(PAGES / "learn.py"), title="Learn", icon="🎓"),
 ]
-st.navigation(pages).run()
+navigation = st.navigation(pages)
+st.session_state[state.SELECTION] = sidebar()  # here, so its widgets keep their values across pages
+navigation.run()

@@ -1,8 +1,9 @@
 """The sidebar every page shares: model, device, image and target class.
 
-Every page calls `sidebar()` first; because the same widgets (same keys) render on every page,
-the choice survives moving between pages. The target resets to the new top-1 class whenever the
-model or the image changes.
+The entry point (`app.py`) renders it on every run before the page, because Streamlit keeps a
+widget's value across pages only for widgets the entry point renders; pages then take the
+result with `current()`. A page run on its own (as in its tests) renders the sidebar itself.
+The target resets to the new top-1 class whenever the model or the image changes.
 """
 
 from __future__ import annotations
@@ -109,3 +110,10 @@ def sidebar() -> Selection:
         prediction = resources.prediction(model_name, device, digest, x)
         target = _pick_target(model_name, digest, loaded.categories, prediction)
     return Selection(model_name, device, loaded, x, digest, source, sample, prediction, target)
+
+
+def current() -> Selection:
+    """This run's selection: the one the entry point rendered, or a fresh sidebar when the page
+    runs on its own. Taken once per run (the entry point sets it again on the next)."""
+    chosen = st.session_state.pop(state.SELECTION, None)
+    return chosen if chosen is not None else sidebar()

@@ -79,3 +79,42 @@ def test_explore_page_in_a_real_browser(server, tmp_path):
                 page.screenshot(path=os.environ["SCREENSHOT_TO"], full_page=True)
         finally:
             browser.close()
+
+
+def test_pick_a_sample_then_occlude_live_in_a_real_browser(server, tmp_path):
+    """Load, pick a sample in the sidebar, open Occlusion, move the slider: the prediction moves."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1500})
+            page.goto(server)
+            page.get_by_text("Maps explain the class").wait_for(timeout=240_000)
+            sample = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text="Sample image")
+            sample.click()
+            page.keyboard.type("coffee")
+            page.keyboard.press("Enter")
+            page.get_by_text("Maps explain the class espresso").wait_for(timeout=240_000)
+            page.get_by_role("link", name="Occlusion, live").click()
+            metric = page.locator('[data-testid="stMetricValue"]').first
+            metric.wait_for(timeout=240_000)
+            page.get_by_text("Probability of espresso").first.wait_for(timeout=60_000)  # the sample came along
+            before = metric.inner_text()
+            page.locator('[data-testid="stSlider"]').filter(has_text="Pixels hidden").get_by_role("slider").focus()
+            for _ in range(40):
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function(
+                "([before]) => { const m = document.querySelector('[data-testid=stMetricValue]');"
+                " return m && m.innerText !== before; }", arg=[before], timeout=120_000,
+            )
+            after = metric.inner_text()
+            assert after != before and "%" in after
+            assert "Traceback" not in page.inner_text("body")
+            shot = tmp_path / "occlusion.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            if os.environ.get("SCREENSHOT_TO"):
+                page.screenshot(path=os.environ["SCREENSHOT_TO"].replace(".png", "_occlusion.png"))
+        finally:
+            browser.close()

@@ -8,9 +8,9 @@ import streamlit as st
 
 import engines
 from dashboard import exports, resources, state, urlstate, views, widgets
-from dashboard.selection import sidebar
+from dashboard.selection import current
 
-selection = sidebar()
+selection = current()
 loaded, x, classes, target = selection.model, selection.x, selection.classes, selection.target
 st.title("Explore saliency")
 st.caption(

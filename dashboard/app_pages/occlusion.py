@@ -15,7 +15,7 @@ import streamlit as st
 
 import engines
 from dashboard import resources, state, views, widgets
-from dashboard.selection import Selection, sidebar
+from dashboard.selection import Selection, current
 
 # Maps that take a few passes (active/inactive with the dashboard's top-K rivals): offered first.
 CHEAP = ("gradient", "gradient_x_input", "integrated_gradients", "positive", "negative", "active", "inactive")
@@ -78,7 +78,7 @@ def sentence(text: str) -> str:
 
 
 # ---------------------------------------------------------------- the page
-selection = sidebar()
+selection = current()
 loaded, x, classes, target = selection.model, selection.x, selection.classes, selection.target
 st.title("Occlusion, live")
 st.caption(
