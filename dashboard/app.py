@@ -26,6 +26,8 @@ PAGES = ROOT / "dashboard" / "app_pages"
 pages = [
     st.Page(str(PAGES / "explore.py"), title="Explore", icon="🔍", default=True),
     st.Page(str(PAGES / "occlusion.py"), title="Occlusion, live", icon="🩹"),
+    st.Page(str(PAGES / "probe.py"), title="Probe the nonlinearity", icon="📈"),
+    st.Page(str(PAGES / "evaluate.py"), title="Evaluate", icon="⚖️"),
     st.Page(str(PAGES / "learn.py"), title="Learn", icon="🎓"),
 ]
 navigation = st.navigation(pages)

@@ -108,6 +108,13 @@ def _progress_bar(text: str) -> tuple[Callable[[int, int], None], Callable[[], N
     return update, bar.empty
 
 
+def _ranked(saliency, ranking: str):
+    """The map that ranks pixels: itself ("value": positive evidence first) or |map| ("magnitude")."""
+    if ranking not in ("value", "magnitude"):
+        raise ValueError(f"ranking must be 'value' or 'magnitude'; got {ranking!r}")
+    return saliency.abs() if ranking == "magnitude" else saliency
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def response_curve(model_name: str, device: str, digest: str, _x, region: tuple[int, int], target: int,
                    span: float, points: int, patch: int) -> engines.ResponseCurve:
@@ -133,10 +140,11 @@ def evaluation_curves(model_name: str, device: str, digest: str, _x, _saliency, 
                       target: int, ranking: str, steps: int, deletion_fill: str,
                       insertion_start: str) -> dict[str, engines.Curve]:
     """Deletion, insertion and allegiance (black, white) curves of the map `_saliency` `(1, H, W)`
-    of `method` with its settings for `target`, ranked by `ranking` ("value", or "magnitude":
-    the caller passes |map|). Deletion and insertion follow the target's probability over
-    `steps` steps; allegiance follows the clean top class on the paper's fractions."""
+    of `method` with its settings for `target`, its pixels ranked by `ranking` ("value" or
+    "magnitude"). Deletion and insertion follow the target's probability over `steps` steps;
+    allegiance follows the clean top class on the paper's fractions."""
     loaded = model(model_name, device)
+    _saliency = _ranked(_saliency, ranking)
     return {
         "deletion": engines.deletion_curve(loaded, _x, _saliency, target, steps=steps, fill=deletion_fill),
         "insertion": engines.insertion_curve(loaded, _x, _saliency, target, steps=steps, start=insertion_start),
@@ -176,10 +184,12 @@ def other_samples(model_name: str, device: str, digest: str) -> tuple:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def sufficiency(model_name: str, device: str, digest: str, _x, _saliency, method: str, settings_json: str,
-                target: int, keep: float, fills: tuple[str, ...]) -> engines.SufficiencyReport:
+                target: int, ranking: str, keep: float, fills: tuple[str, ...]) -> engines.SufficiencyReport:
     """Keeps the `keep` most salient pixels of the map `_saliency` of `method` (with its settings,
     for `target`), refills the rest with each of `fills`, and asks the model again
-    (`engines.sufficiency`); "paste" uses the other sample images."""
+    (`engines.sufficiency`); pixels are ranked by `ranking` ("value" or "magnitude"); "paste"
+    uses the other sample images."""
+    _saliency = _ranked(_saliency, ranking)
     others, _ = other_samples(model_name, device, digest) if "paste" in fills else (None, ())
     return engines.sufficiency(model(model_name, device), _x, _saliency, keep=keep, fills=fills, others=others,
                                target=target)

@@ -162,3 +162,23 @@ def test_a_broken_link_is_ignored_not_an_error():
     at.run()
     assert not at.exception and not at.error
     assert at.pills(key="methods.linear").value == ["gradient"]
+
+
+def test_no_page_prints_a_stray_string():
+    """Streamlit's magic shows any bare string in a page script: only the docstring may be one."""
+    import ast
+
+    for page in (Path(APP).parent / "app_pages").glob("*.py"):
+        body = ast.parse(page.read_text()).body
+        strays = [n.lineno for n in body[1:] if isinstance(n, ast.Expr) and isinstance(getattr(n, "value", None), ast.Constant)]
+        assert not strays, f"{page.name}: bare strings at lines {strays}"
+
+
+@pytest.mark.parametrize("title", ["Occlusion, live", "Probe the nonlinearity", "Evaluate", "Learn"])
+def test_every_page_opens_from_the_app_and_keeps_the_sidebar(app, title):
+    app.selectbox(key="model").set_value("shapes_cnn")
+    app.selectbox(key="sample").set_value("shapes_ring").run()
+    page = {"Occlusion, live": "occlusion", "Probe the nonlinearity": "probe", "Evaluate": "evaluate", "Learn": "learn"}[title]
+    app.switch_page(f"app_pages/{page}.py").run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key="model").value == "shapes_cnn" and app.selectbox(key="sample").value == "shapes_ring"

@@ -91,6 +91,9 @@ def test_a_slider_move_recomputes_no_map_and_runs_one_occlusion(shapes, monkeypa
     occluded.clear()
     shapes.slider(key=state.OCC_PERCENT).set_value(35).run()
     assert explained == [] and len(occluded) == 1 + 4  # the live view and the four which-way images
+    from dashboard import resources
+
+    resources._map_store.clear()  # maps are shared server-wide: other tests may have made this one
     shapes.selectbox(key=state.OCC_METHOD).set_value("integrated_gradients").run()
     assert explained  # the counter does see a new map being computed
 

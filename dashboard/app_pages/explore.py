@@ -63,10 +63,9 @@ if not chosen:
     st.info("Pick at least one method above.")
     st.stop()
 
-AUTO_SECONDS = 10.0
-"""Maps expected to take longer than this wait for a click, so a setting change never freezes the page."""
-CANCELLABLE_SECONDS = 2.0
-"""Runs expected to take longer than this show a Cancel button beside their progress bar."""
+# (Comments, not docstrings: Streamlit's magic would print a bare string on the page.)
+AUTO_SECONDS = 10.0  # maps expected to take longer wait for a click, so a change never freezes the page
+CANCELLABLE_SECONDS = 2.0  # runs expected to take longer show a Cancel button beside their progress bar
 
 settings_json = json.dumps(settings, sort_keys=True)
 key = (selection.model_name, selection.device, selection.digest)

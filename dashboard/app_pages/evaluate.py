@@ -1,0 +1,229 @@
+"""Evaluate: how faithful are the chosen maps on the current image? Deletion and insertion
+curves (RISE), allegiance curves (black and white, Llorente et al.), the randomisation sanity
+check (Adebayo et al.) and the salient-region sufficiency test (after Thakur & Fischmeister).
+METHODS.md §2, §4–6."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+import engines
+from dashboard import resources, state, views, widgets
+from dashboard.selection import current
+from engines.sufficiency import FILLS as SUFFICIENCY_FILLS
+
+STARTING = ["gradient", "integrated_gradients", "positive", "negative"]  # cheap: 1–2 passes, 32 for IG
+RANKINGS = ["value", "magnitude"]
+SHOWN_REFILLS = 6  # refilled images shown per fill (noise and paste make more; all of them count)
+KINDS = {  # curve → (column header, figure title, y axis)
+    "deletion": ("Deletion AUC (↓ better)", "Deletion: most salient pixels removed first",
+                 "probability of the class"),
+    "insertion": ("Insertion AUC (↑ better)", "Insertion: most salient pixels put back first",
+                  "probability of the class"),
+    "allegiance_black": ("Allegiance AUC, black (↓ better)", "Allegiance: salient pixels set to black",
+                         "top class kept (1) or lost (0)"),
+    "allegiance_white": ("Allegiance AUC, white (↓ better)", "Allegiance: salient pixels set to white",
+                         "top class kept (1) or lost (0)"),
+}
+
+BETTER = {
+    "deletion": "Lower is better: the class fades fast when the map's top pixels go.",
+    "insertion": "Higher is better: the class comes back fast when the map's top pixels return.",
+    "allegiance_black": "Lower is better: blacking out the map's top pixels soon changes the top class.",
+    "allegiance_white": "Lower is better: whitening the map's top pixels soon changes the top class.",
+}
+
+
+def label(method: str) -> str:
+    return engines.method_info(method).label
+
+
+def error_box(what: str, error: Exception) -> None:
+    if isinstance(error, engines.OutOfMemory):
+        st.error(f"{what} does not fit in memory: {error} Choose fewer or cheaper methods, or a smaller model.")
+    else:
+        st.error(f"{what} cannot run with these settings: {error}")
+    st.stop()
+
+
+selection = current()
+loaded, x, classes, target = selection.model, selection.x, selection.classes, selection.target
+key = (selection.model_name, selection.device, selection.digest)
+st.title("Evaluate the maps")
+st.caption(
+    "Is a map faithful to the model? Remove the pixels it calls important and the score should fall; "
+    "put them back first and it should rise; randomise the model's weights and the map should change."
+)
+
+# ---------------------------------------------------------------- methods, settings, evaluation settings
+chosen = st.multiselect("Methods to evaluate", engines.methods(), default=STARTING, format_func=label,
+                        key=state.EVAL_METHODS)
+settings = {name: widgets.settings_form(name, len(classes)) for name in chosen}
+with st.expander("Evaluation settings"):
+    columns = st.columns(4)
+    steps = columns[0].slider("Deletion / insertion steps", 10, 100, 25, step=5, key=state.EVAL_STEPS,
+                              help="Points on the deletion and insertion curves, one forward pass each. 25 keeps "
+                                   "the page quick on a CPU; the areas change little with more.")
+    deletion_fill = columns[1].selectbox("Deleted pixels become", engines.fills.OCCLUSION_FILLS, index=0,
+                                         key=state.EVAL_DELETION_FILL, help="RISE deletes to black.")
+    insertion_start = columns[2].selectbox(
+        "Insertion starts from", engines.fills.OCCLUSION_FILLS,
+        index=engines.fills.OCCLUSION_FILLS.index("blur"), key=state.EVAL_INSERTION_START,
+        help="RISE starts from a blurred copy; black is the empty start.")
+    ranking = columns[3].selectbox(
+        "Rank the pixels of signed maps by", RANKINGS, key=state.EVAL_RANKING,
+        help="value: positive evidence first, negative last (as Captum and Quantus rank). magnitude: |map|, "
+             "either sign first. Unsigned maps are never negative, so both rank them alike.")
+if not chosen:
+    st.info("Pick at least one method above.")
+    st.stop()
+
+settings_json = json.dumps(settings, sort_keys=True)
+estimate = sum(loaded.estimate_seconds(engines.method_info(m).cost(settings[m], len(classes), tuple(x.shape[-2:])))
+               for m in chosen)
+try:
+    with st.spinner(f"Computing {len(chosen)} maps (about {estimate:.1f} s on {loaded.device})…"):
+        results = resources.maps(*key, x, tuple(chosen), settings_json, target)
+except (ValueError, engines.OutOfMemory) as error:
+    error_box("These maps", error)
+
+
+def method_json(name: str) -> str:
+    return json.dumps(settings[name], sort_keys=True)
+
+
+# ---------------------------------------------------------------- deletion, insertion, allegiance
+st.header("Deletion, insertion and allegiance")
+forwards = 2 * (steps + 1) + 2 * (len(engines.PAPER_FRACTIONS) + 1)
+seconds = len(chosen) * loaded.estimate_seconds(engines.registry.Cost(forwards, 0))
+curves = {}
+try:
+    with st.spinner(f"Deleting and inserting pixels: {len(chosen) * forwards} forward passes, "
+                    f"about {seconds:.0f} s…"):
+        for name in chosen:
+            curves[name] = resources.evaluation_curves(
+                *key, x, results[name].map, name, method_json(name), target, ranking, steps, deletion_fill,
+                insertion_start)
+except (ValueError, engines.OutOfMemory) as error:
+    error_box("The curves", error)
+
+table = pd.DataFrame(
+    [{"Method": label(name), **{KINDS[kind][0]: float(curves[name][kind].auc[0]) for kind in KINDS}}
+     for name in chosen]
+)
+st.dataframe(table, hide_index=True, width="stretch",
+             column_config={header: st.column_config.NumberColumn(format="%.3f", help=BETTER[kind])
+                            for kind, (header, _, _) in KINDS.items()})
+st.caption(
+    f"Deletion and insertion follow the probability of **{classes[target]}** (RISE: Petsiuk et al. 2018). "
+    "Allegiance asks whether the clean image's top class survives when the most salient pixels turn black or "
+    "white, on the fractions of Llorente et al. 2023 (its AUC is at most 0.9). Areas are trapezoids over the "
+    "fraction of pixels."
+)
+figures = st.columns(2)
+for index, (kind, (_, title, y_title)) in enumerate(KINDS.items()):
+    lines = {label(n): (curves[n][kind].fractions.numpy(), curves[n][kind].values[0].numpy()) for n in chosen}
+    with figures[index % 2]:
+        st.plotly_chart(views.metric_curves(lines, title=title, y_title=y_title), width="stretch",
+                        key=f"evaluate.curve.{kind}")
+
+# ---------------------------------------------------------------- randomisation sanity check
+st.header("Sanity check: randomise the model")
+st.caption(
+    "Adebayo et al. 2018: re-initialise the model's layers from the output down, one step at a time, and "
+    "recompute each map. A map that stays alike (Spearman and SSIM near 1) does not depend on what the "
+    "model learned. This runs on a copy; the shared model is never touched."
+)
+try:
+    layer_steps = len(engines.metrics.randomisation_steps(loaded.model))
+except ValueError as error:
+    st.error(f"This model cannot be randomised: {error}")
+    layer_steps = 0
+if layer_steps:
+    cost = sum(loaded.estimate_seconds(engines.method_info(m).cost(settings[m], len(classes), tuple(x.shape[-2:])))
+               for m in chosen) * (layer_steps + 1)
+    asked = st.session_state.setdefault(state.EVAL_RANDOMISED, [])
+    wanted = [[*key, name, method_json(name), target] for name in chosen]
+    if all(w in asked for w in wanted):
+        run = True
+    else:
+        run = st.button(f"Run the randomisation check ({layer_steps} steps × {len(chosen)} maps, about {cost:.0f} s)",
+                        key=state.EVAL_RANDOMISE)
+        if run:
+            asked.extend(w for w in wanted if w not in asked)
+    if run:
+        plots = st.columns(3)
+        for index, name in enumerate(chosen):
+            try:
+                check = resources.randomisation(*key, x, name, method_json(name), target)
+            except (ValueError, engines.OutOfMemory) as error:
+                error_box("The randomisation check", error)
+            with plots[index % 3]:
+                st.plotly_chart(
+                    views.randomisation_figure(
+                        [", ".join(step.layers) for step in check],
+                        [float(step.spearman[0]) for step in check], [float(step.ssim[0]) for step in check],
+                        title=label(name)),
+                    width="stretch", key=f"evaluate.randomisation.{name}",
+                )
+        st.caption("Step k has re-initialised every layer from the output down to the k-th (hover for names). "
+                   "Spearman compares the ranks of |map|; SSIM the structure of |map| / max |map|.")
+
+# ---------------------------------------------------------------- sufficiency
+st.header("Is the salient region sufficient?")
+st.caption(
+    "After Thakur & Fischmeister 2020: keep only the most salient pixels, refill the rest, and ask the model "
+    "again. They refill with a GAN; we have none offline, so the rest is blurred, set to the mean colour, "
+    "replaced by noise, inpainted (the smoothest continuation of the kept pixels) or taken from the other "
+    "sample images."
+)
+columns = st.columns([2, 3])
+keep = columns[0].slider("Fraction of pixels kept", 0.05, 1.0, 0.5, step=0.05, key=state.EVAL_KEEP,
+                         help="The most salient pixels of each map are kept; everything else is refilled.")
+fills = columns[1].multiselect("Refill the rest with", SUFFICIENCY_FILLS, default=list(SUFFICIENCY_FILLS),
+                               key=state.EVAL_FILLS)
+if not fills:
+    st.info("Pick at least one way to refill the image.")
+    st.stop()
+reports = {}
+try:
+    with st.spinner("Refilling and asking the model again…"):
+        for name in chosen:
+            reports[name] = resources.sufficiency(*key, x, results[name].map, name, method_json(name), target,
+                                                  ranking, keep, tuple(fills))
+except (ValueError, engines.OutOfMemory) as error:
+    error_box("The sufficiency test", error)
+
+first = reports[chosen[0]]
+kept_name = classes[int(first.target[0])]
+st.dataframe(
+    pd.DataFrame([{"Method": label(name), **{fill: reports[name].fractions.get(fill) for fill in fills}}
+                  for name in chosen]),
+    hide_index=True, width="stretch",
+    column_config={fill: st.column_config.NumberColumn(f"{fill} (↑ better)", format="percent")
+                   for fill in fills},
+)
+st.caption(f"The fraction of refilled images the model still calls **{kept_name}**, per map and refill.")
+if int(first.original[0]) != int(first.target[0]):
+    st.info(f"The clean image is classified as {classes[int(first.original[0])]}, not {kept_name}: few refills "
+            "can be expected to keep the target.")
+shown = st.selectbox("Show the refilled images of", chosen, format_func=label, key=state.EVAL_SHOWN_METHOD)
+report = reports[shown]
+for fill, reason in report.skipped.items():
+    st.caption(f"**{fill}**: skipped, {reason}.")
+single = [f for f in fills if f in report.results and len(report.results[f].images) == 1]
+places = dict(zip(single, st.columns(max(len(single), 1)) if single else []))  # one-image fills side by side
+for fill in fills:
+    if fill not in report.results:
+        continue
+    result = report.results[fill]
+    with places.get(fill) or st.container():
+        kept = int((result.predicted[:, 0] == report.target[0]).sum())
+        st.markdown(f"**{fill}**: {kept} of {len(result.predicted)} refills kept **{kept_name}** "
+                    f"({result.fraction:.0%})")
+        count = min(SHOWN_REFILLS, len(result.images))
+        st.image([views.image_array(result.images[i, 0]) for i in range(count)], width=112,
+                 caption=[classes[int(result.predicted[i, 0])] for i in range(count)])
