@@ -18,9 +18,33 @@ from dashboard.store import LruStore
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def model(name: str, device: str) -> engines.LoadedModel:
+def _catalogue_model(name: str, device: str) -> engines.LoadedModel:
     """A catalogue model, loaded once per (name, device) for every session."""
     return engines.load_model(name, device=device)
+
+
+@st.cache_resource
+def _custom_models() -> LruStore:
+    """People's own TorchScript models, keyed by a digest of their files (never by their content)."""
+    return LruStore(capacity=8)
+
+
+def model(name: str, device: str) -> engines.LoadedModel:
+    """The model called `name`: one of the catalogue's, or a TorchScript model loaded here."""
+    custom = _custom_models().get((name, device))
+    return custom if custom is not None else _catalogue_model(name, device)
+
+
+def load_custom_model(data: bytes, classes: bytes, input_size: int, mean: tuple, std: tuple, device: str) -> str:
+    """Loads a person's TorchScript model with its class list and returns its name (a digest);
+    raises engines.ModelFileError with what to do when it cannot be used."""
+    settings = json.dumps([input_size, list(mean), list(std)]).encode()
+    name = "custom-" + engines.image_digest(data + b"\0" + classes + b"\0" + settings)[:12]
+    if _custom_models().get((name, device)) is None:
+        loaded = engines.load_torchscript(data, classes, input_size=input_size, mean=mean, std=std, name=name,
+                                          device=device)
+        _custom_models().put((name, device), loaded)
+    return name
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

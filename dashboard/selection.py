@@ -40,16 +40,54 @@ class Selection:
 
 
 def _model_label(name: str) -> str:
+    own = st.session_state.get(state.CUSTOM_MODELS, {})
+    if name in own:
+        return own[name]
     ready, _ = resources.model_status(name)
     return name if ready else f"{name} (weights not here)"
 
 
+def _floats(text: str, what: str) -> tuple[float, float, float]:
+    values = tuple(float(v) for v in text.replace(",", " ").split())
+    if len(values) != 3:
+        raise engines.ModelFileError(f"{what} needs three numbers (one per colour channel), e.g. 0.485 0.456 0.406.")
+    return values
+
+
+def _own_model(device: str) -> None:
+    """The form for a person's own TorchScript model; a loaded one joins the model list."""
+    with st.expander("Use your own model (TorchScript)"):
+        st.caption("A model saved with torch.jit.save, and its class names (one per line, or a JSON list). "
+                   "Pickled models are refused: loading them could run any code.")
+        data = st.file_uploader("Model file", type=["pt", "pth", "ts", "zip"], key=state.CUSTOM_FILE,
+                                max_upload_size=engines.models.MAX_MODEL_BYTES >> 20)
+        classes = st.file_uploader("Class names", type=["txt", "json"], key=state.CUSTOM_CLASSES)
+        size = st.number_input("Input size (pixels)", 8, 2048, 224, key=state.CUSTOM_SIZE)
+        mean = st.text_input("Mean (R G B)", "0.485 0.456 0.406", key=state.CUSTOM_MEAN)
+        std = st.text_input("Std (R G B)", "0.229 0.224 0.225", key=state.CUSTOM_STD)
+        if st.button("Load my model", key=state.CUSTOM_LOAD, disabled=data is None or classes is None):
+            try:
+                name = resources.load_custom_model(data.getvalue(), classes.getvalue(), int(size),
+                                                   _floats(mean, "Mean"), _floats(std, "Std"), device)
+            except (engines.ModelFileError, ValueError) as error:
+                st.error(f"{error}")
+                return
+            st.session_state.setdefault(state.CUSTOM_MODELS, {})[name] = f"your model ({data.name})"
+            st.session_state[state.MODEL_PENDING] = name  # the model list takes it on the rerun
+            st.rerun()
+
+
 def _pick_model() -> tuple[str, str, engines.LoadedModel]:
     st.header("Model")
-    model_name = st.selectbox("Model", list(engines.catalogue()), format_func=_model_label, key=state.MODEL)
-    st.caption(resources.model_status(model_name)[1])
     device = st.selectbox("Device", ["auto", *engines.available_devices()], key=state.DEVICE,
                           help="auto takes CUDA, then MPS, then the CPU.")
+    names = list(engines.catalogue()) + list(st.session_state.get(state.CUSTOM_MODELS, {}))
+    if state.MODEL_PENDING in st.session_state:
+        st.session_state[state.MODEL] = st.session_state.pop(state.MODEL_PENDING)
+    model_name = st.selectbox("Model", names, format_func=_model_label, key=state.MODEL)
+    if model_name in engines.catalogue():
+        st.caption(resources.model_status(model_name)[1])
+    _own_model(device)
     try:
         loaded = resources.model(model_name, device)
     except (engines.ModelUnavailable, ValueError) as error:

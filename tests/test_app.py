@@ -182,3 +182,55 @@ def test_every_page_opens_from_the_app_and_keeps_the_sidebar(app, title):
     app.switch_page(f"app_pages/{page}.py").run()
     assert not app.exception, app.exception
     assert app.selectbox(key="model").value == "shapes_cnn" and app.selectbox(key="sample").value == "shapes_ring"
+
+
+def _own_model_bytes(classes: int) -> bytes:
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Linear(4, classes)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(Net()), buffer)
+    return buffer.getvalue()
+
+
+def _load_own(app: AppTest, model: bytes, classes: bytes) -> AppTest:
+    app.file_uploader(key="custom.file").set_value(("net.pt", model, "application/octet-stream"))
+    app.file_uploader(key="custom.classes").set_value(("classes.txt", classes, "text/plain"))
+    app.number_input(key="custom.size").set_value(32).run()
+    return app.button(key="custom.load").click().run()
+
+
+def test_your_own_torchscript_model_is_explained(app):
+    _load_own(app, _own_model_bytes(3), b"apple\nbanana\ncherry\n")
+    assert not app.exception and not app.error
+    assert app.selectbox(key="model").value.startswith("custom-")
+    assert "your model (net.pt)" in app.selectbox(key="model").options  # options hold the shown labels
+    assert any(name in explained(app) for name in ("apple", "banana", "cherry"))
+    assert len(charts(app)) >= 2
+
+
+def test_a_model_whose_output_does_not_fit_its_classes_says_so(app):
+    _load_own(app, _own_model_bytes(3), b"only\ntwo\n")
+    assert not app.exception
+    assert any("class list has 2 names" in e.value for e in app.error)
+    assert app.selectbox(key="model").value == "efficientnet_lite0"  # the page goes on as before
+
+
+def test_a_pickled_model_file_is_refused_with_what_to_do(app):
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"weights": torch.zeros(2)}, buffer)
+    _load_own(app, buffer.getvalue(), b"a\nb\n")
+    assert not app.exception
+    assert any("not a TorchScript model" in e.value and "torch.jit.save" in e.value for e in app.error)
