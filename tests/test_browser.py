@@ -58,63 +58,59 @@ def server():
             process.kill()
 
 
-def test_explore_page_in_a_real_browser(server, tmp_path):
+@pytest.fixture
+def page(server):
+    """A headless Chromium page with the Explore page loaded and its maps computed."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1500})
-            page.goto(server)
-            page.get_by_text("Maps explain the class").wait_for(timeout=240_000)
-            text = page.inner_text("body")
-            assert "Top-5 predictions" in text and "cat" in text
-            # The top-5 chart and one overlay for each of the five default methods.
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=60_000)
-            assert "Traceback" not in text
-            shot = tmp_path / "explore.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 10_000
-            if os.environ.get("SCREENSHOT_TO"):
-                page.screenshot(path=os.environ["SCREENSHOT_TO"], full_page=True)
+            tab = browser.new_page(viewport={"width": 1400, "height": 1500})
+            tab.goto(server)
+            tab.get_by_text("Maps explain the class").wait_for(timeout=240_000)
+            yield tab
         finally:
             browser.close()
 
 
-def test_pick_a_sample_then_occlude_live_in_a_real_browser(server, tmp_path):
-    """Load, pick a sample in the sidebar, open Occlusion, move the slider: the prediction moves."""
-    from playwright.sync_api import sync_playwright
+def screenshot(page, tmp_path, name: str) -> None:
+    """Saves a screenshot under the test's folder (and where SCREENSHOT_TO says, for the README)."""
+    shot = tmp_path / f"{name}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("SCREENSHOT_TO"):
+        page.screenshot(path=os.environ["SCREENSHOT_TO"].replace(".png", f"_{name}.png"), full_page=True)
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1500})
-            page.goto(server)
-            page.get_by_text("Maps explain the class").wait_for(timeout=240_000)
-            sample = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text="Sample image")
-            sample.click()
-            page.keyboard.type("coffee")
-            page.keyboard.press("Enter")
-            page.get_by_text("Maps explain the class espresso").wait_for(timeout=240_000)
-            page.get_by_role("link", name="Occlusion, live").click()
-            metric = page.locator('[data-testid="stMetricValue"]').first
-            metric.wait_for(timeout=240_000)
-            page.get_by_text("Probability of espresso").first.wait_for(timeout=60_000)  # the sample came along
-            before = metric.inner_text()
-            page.locator('[data-testid="stSlider"]').filter(has_text="Pixels hidden").get_by_role("slider").focus()
-            for _ in range(40):
-                page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                "([before]) => { const m = document.querySelector('[data-testid=stMetricValue]');"
-                " return m && m.innerText !== before; }", arg=[before], timeout=120_000,
-            )
-            after = metric.inner_text()
-            assert after != before and "%" in after
-            assert "Traceback" not in page.inner_text("body")
-            shot = tmp_path / "occlusion.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 10_000
-            if os.environ.get("SCREENSHOT_TO"):
-                page.screenshot(path=os.environ["SCREENSHOT_TO"].replace(".png", "_occlusion.png"))
-        finally:
-            browser.close()
+
+def test_explore_page_in_a_real_browser(page, tmp_path):
+    text = page.inner_text("body")
+    assert "Top-5 predictions" in text and "cat" in text
+    # The top-5 chart and one overlay for each of the five default methods.
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=60_000)
+    assert "Traceback" not in page.inner_text("body")
+    screenshot(page, tmp_path, "explore")
+
+
+def test_pick_a_sample_then_occlude_live_in_a_real_browser(page, tmp_path):
+    """Pick a sample in the sidebar, open Occlusion, move the slider: the prediction moves."""
+    sample = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text="Sample image")
+    sample.click()
+    page.keyboard.type("coffee")
+    page.keyboard.press("Enter")
+    page.get_by_text("Maps explain the class espresso").wait_for(timeout=240_000)
+    page.get_by_role("link", name="Occlusion, live").click()
+    metric = page.locator('[data-testid="stMetricValue"]').first
+    metric.wait_for(timeout=240_000)
+    page.get_by_text("Probability of espresso").first.wait_for(timeout=60_000)  # the sample came along
+    before = metric.inner_text()
+    page.locator('[data-testid="stSlider"]').filter(has_text="Pixels hidden").get_by_role("slider").focus()
+    for _ in range(40):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "([before]) => { const m = document.querySelector('[data-testid=stMetricValue]');"
+        " return m && m.innerText !== before; }", arg=[before], timeout=120_000,
+    )
+    assert metric.inner_text() != before and "%" in metric.inner_text()
+    assert "Traceback" not in page.inner_text("body")
+    screenshot(page, tmp_path, "occlusion")
