@@ -99,30 +99,13 @@ def maps(model_name: str, device: str, digest: str, _x, methods: tuple[str, ...]
     return {m: store.get(_map_key(model_name, device, digest, m, settings.get(m, {}), target)) for m in methods}
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def curve(model_name: str, device: str, digest: str, _x, _saliency, method: str, settings_json: str,
-          target: Optional[int], ranking: str, kind: str) -> engines.Curve:
-    """One faithfulness curve of the map `_saliency` `(1, H, W)`: the map of `method` with its
-    settings for `target`, ranked by `ranking` ("value" or "magnitude"; the caller passes
-    `map.abs()` for magnitude). `kind`: "deletion" (black fill), "insertion" (from a blur, as
-    RISE), "allegiance_black" or "allegiance_white" (does the clean top class survive?)."""
-    loaded = model(model_name, device)
-    if kind == "deletion":
-        return engines.deletion_curve(loaded, _x, _saliency, target, fill="black")
-    if kind == "insertion":
-        return engines.insertion_curve(loaded, _x, _saliency, target, start="blur")
-    if kind in ("allegiance_black", "allegiance_white"):
-        return engines.allegiance_curve(loaded, _x, _saliency, fill=kind.split("_")[1])
-    raise ValueError(f"unknown curve kind {kind!r}")
-
-
 # ---------------------------------------------------------------- probe and evaluate pages
 # The long computations below draw their own progress bar: an element made inside a cached
 # function is replayed on a cache hit (made and emptied again, so nothing shows), whereas one
 # made outside it and updated from inside cannot be replayed (CacheReplayClosureError).
 
 
-def _progress_bar(text: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+def progress_bar(text: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
     """A progress bar at the caller's place: `(update(done, total), remove())`."""
     bar = st.progress(0.0, text=text)
 
@@ -151,7 +134,7 @@ def response_curve(model_name: str, device: str, digest: str, _x, region: tuple[
 def nonlinearity_map(model_name: str, device: str, digest: str, _x, settings_json: str,
                      target: int) -> engines.Explanation:
     """The nonlinearity (off-the-tangent) map with these settings, with a progress bar."""
-    update, remove = _progress_bar("Brightening and darkening every region…")
+    update, remove = progress_bar("Brightening and darkening every region…")
     try:
         return engines.explain(model(model_name, device), _x, "nonlinearity", target, progress=update,
                                **json.loads(settings_json))
@@ -161,12 +144,13 @@ def nonlinearity_map(model_name: str, device: str, digest: str, _x, settings_jso
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def evaluation_curves(model_name: str, device: str, digest: str, _x, _saliency, method: str, settings_json: str,
-                      target: int, ranking: str, steps: int, deletion_fill: str,
-                      insertion_start: str) -> dict[str, engines.Curve]:
+                      target: int, ranking: str = "value", steps: int = 50, deletion_fill: str = "black",
+                      insertion_start: str = "blur") -> dict[str, engines.Curve]:
     """Deletion, insertion and allegiance (black, white) curves of the map `_saliency` `(1, H, W)`
     of `method` with its settings for `target`, its pixels ranked by `ranking` ("value" or
-    "magnitude"). Deletion and insertion follow the target's probability over `steps` steps;
-    allegiance follows the clean top class on the paper's fractions."""
+    "magnitude"). Deletion and insertion follow the target's probability over `steps` steps
+    (RISE: black deletion, insertion from a blur by default); allegiance follows the clean top
+    class on the paper's fractions."""
     loaded = model(model_name, device)
     _saliency = _ranked(_saliency, ranking)
     return {
@@ -182,7 +166,7 @@ def randomisation(model_name: str, device: str, digest: str, _x, method: str, se
                   target: int) -> list[engines.RandomisationStep]:
     """Cascading weight randomisation of a copy of the model (`engines.randomisation_check`),
     the map of `method` recomputed after each step, with a progress bar."""
-    update, remove = _progress_bar(f"Randomising layers and re-explaining ({engines.method_info(method).label})…")
+    update, remove = progress_bar(f"Randomising layers and re-explaining ({engines.method_info(method).label})…")
     try:
         return engines.randomisation_check(model(model_name, device), _x, method, target, progress=update,
                                            **json.loads(settings_json))

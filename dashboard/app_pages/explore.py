@@ -82,16 +82,12 @@ if todo and not run:
 if run:
     if estimate > CANCELLABLE_SECONDS:
         st.button("Cancel", key=state.CANCEL, help="Stops the computation; nothing partial is kept.")
-    bar = st.progress(0.0, text=f"Computing {len(todo)} maps (about {estimate:.1f} s)…")
-
-    def show_progress(done: int, total: int) -> None:
-        bar.progress(min(1.0, done / max(total, 1)), text=f"Computing {len(todo)} maps: {done} of {total} passes")
-
+    show_progress, remove_bar = resources.progress_bar(f"Computing {len(todo)} maps (about {estimate:.1f} s): passes")
     try:
         resources.maps(*key, x, tuple(todo), settings_json, target, progress=show_progress)
     except (ValueError, engines.OutOfMemory) as error:
         st.error(f"These settings cannot run: {error} Change them above; the other maps are kept.")
-    bar.empty()
+    remove_bar()
 ready = [m for m in chosen if m not in resources.missing_maps(*key, tuple(chosen), settings_json, target)]
 results = resources.maps(*key, x, tuple(ready), settings_json, target)
 
@@ -123,12 +119,9 @@ if results:
         if with_metrics:
             with st.spinner("Computing the curves…"):
                 for m, r in results.items():
-                    row = {"method": m}
-                    for kind in ("deletion", "insertion", "allegiance_black", "allegiance_white"):
-                        row[f"{kind}_auc"] = float(resources.curve(
-                            selection.model_name, selection.device, selection.digest, x, r.map, m,
-                            json.dumps(r.settings, sort_keys=True), target, "value", kind).auc[0])
-                    rows.append(row)
+                    curves = resources.evaluation_curves(selection.model_name, selection.device, selection.digest,
+                                                         x, r.map, m, json.dumps(r.settings, sort_keys=True), target)
+                    rows.append({"method": m, **{f"{kind}_auc": float(c.auc[0]) for kind, c in curves.items()}})
             st.dataframe(rows, hide_index=True)
         stem = f"saliency_{selection.model_name}_{classes[target]}".replace(" ", "_")
         c1, c2, c3 = st.columns(3)

@@ -1,7 +1,7 @@
 """Occlusion, live: hide the pixels a map ranks highest and watch the prediction move.
 
 The map is computed once per image, model, target and method (`resources.maps`), and so are its
-deletion, insertion and allegiance curves (`resources.curve`). The fraction and fill controls,
+deletion, insertion and allegiance curves (`resources.evaluation_curves`). The fraction and fill controls,
 the occluded image and the top-5 bars live in one fragment: moving the slider re-runs only that
 fragment and its single forward pass (`engines.occlude`). Below it: which way the prediction
 moves when the positive and negative pixels turn black or white, and a box hidden by hand.
@@ -26,7 +26,6 @@ FILL_LABELS = {
     "blur": "a blurred copy", "noise": "uniform noise", "gaussian_noise": "noise in the image's colours",
     "darker": "darker by a step", "brighter": "brighter by a step",
 }
-CURVES = ("deletion", "insertion", "allegiance_black", "allegiance_white")
 # Images the four curves run: 51 points each for deletion and insertion (50 steps), the paper's
 # fractions plus the clean image for each allegiance curve.
 CURVE_FORWARD_PASSES = 2 * 51 + 2 * (len(engines.PAPER_FRACTIONS) + 1)
@@ -131,8 +130,8 @@ estimate = loaded.estimate_seconds(engines.registry.Cost(forward=CURVE_FORWARD_P
 try:
     with st.spinner(f"Computing the deletion, insertion and allegiance curves of this map (about {estimate:.0f} s, "
                     "once)…"):
-        curves = {kind: resources.curve(selection.model_name, selection.device, selection.digest, x, saliency, method,
-                                        settings_json, target, ranking, kind) for kind in CURVES}
+        curves = resources.evaluation_curves(selection.model_name, selection.device, selection.digest, x, ranked.map,
+                                             method, settings_json, target, ranking)
 except (ValueError, engines.OutOfMemory) as error:
     st.error(f"The curves cannot be computed here: {error} The live view below still works.")
 
