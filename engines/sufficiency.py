@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from . import passes
 from .explain import Target, as_module, check_images, resolve_target
 from .fills import blur, fill_image, occlusion_fill
+from .occlusion import pixel_ranks
 
 FILLS = ("blur", "mean", "noise", "inpaint", "paste")
 
@@ -82,10 +83,7 @@ def kept_pixels(saliency: torch.Tensor, keep: float) -> torch.Tensor:
     """
     n, height, width = saliency.shape
     count = min(height * width, max(1, math.ceil(keep * height * width - 1e-9)))
-    order = torch.argsort(saliency.reshape(n, -1).float(), dim=1, descending=True, stable=True)  # (N, H·W)
-    kept = torch.zeros((n, height * width), dtype=torch.bool, device=saliency.device)
-    kept.scatter_(1, order[:, :count], True)
-    return kept.reshape(n, height, width)
+    return (pixel_ranks(saliency.float()) < count).reshape(n, height, width)
 
 
 def _neighbour_mean(image: torch.Tensor) -> torch.Tensor:
