@@ -15,6 +15,13 @@ APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 TIMEOUT = 300  # first run imports torch and loads the model
 
 
+@pytest.fixture(autouse=True)
+def quick_estimates(monkeypatch):
+    """Time estimates come from a measured pass time, which depends on how busy the machine is;
+    pin them so which maps run at once does not. A test that needs slow maps pins its own."""
+    monkeypatch.setattr(models.LoadedModel, "estimate_seconds", lambda self, cost: 0.5)
+
+
 @pytest.fixture
 def app() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
