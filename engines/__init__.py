@@ -19,12 +19,10 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
 Images are `(N, 3, H, W)` in pixel units [0, 1]; models normalise inside.
 """
 
-import os
+from .runtime import keep_freed_memory, quiet_openmp
 
-# OpenMP threads that spin while waiting make torch 10-60x slower whenever another process (or
-# another browser session) holds a core; measured here: integrated gradients 19.5 s vs 2.3 s.
-# The runtime reads this when torch is first imported, so set it before that, if nobody has.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+quiet_openmp()  # before torch loads: see engines/runtime.py
+keep_freed_memory()
 
 from . import linear, signed, nonlinear, masks, occlusion  # noqa: F401, I001  (registers the methods, in family order)
 from .explain import Explanation, Prediction, explain, explain_many, predict
