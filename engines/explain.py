@@ -70,13 +70,26 @@ def check_images(x: Any) -> torch.Tensor:
 class Context:
     """What the methods of one call share; every quantity is computed once, when first asked for."""
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, target: Target = None, progress: passes.Progress = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        target: Target = None,
+        progress: passes.Progress = None,
+        *,
+        graph: bool = True,
+    ):
+        """`graph` says the clean pass should keep its graph because a method will ask for the
+        gradient; without it the clean logits come from a cheaper pass with no graph (asking for
+        the gradient later still works, at the price of a second forward pass)."""
         self.model = model
+        self.graph = graph
         self.device = passes.model_device(model)
         self.x = check_images(x).to(self.device)
         self.progress = progress
         self._target_arg = target
         self._graph: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self._logits: Optional[torch.Tensor] = None
         self._target: Optional[torch.Tensor] = None
         self._gradient: Optional[torch.Tensor] = None
         self._bounds: dict[Optional[int], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -84,15 +97,20 @@ class Context:
     def _forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._graph is None:
             x_leaf, logits = passes.forward_with_graph(self.model, self.x)
-            if logits.dim() != 2 or logits.shape[0] != len(self.x):
-                raise ValueError(f"the model must return logits of shape (N, K); it returned {tuple(logits.shape)}")
+            _check_logits(logits, len(self.x))
             self._graph = (x_leaf, logits)
         return self._graph
 
     @property
     def logits(self) -> torch.Tensor:
         """Logits of the clean inputs, `(N, K)`."""
-        return self._forward()[1].detach()
+        if self._logits is None:
+            if self.graph or self._graph is not None:
+                self._logits = self._forward()[1].detach()
+            else:
+                self._logits = passes.forward(self.model, self.x)
+                _check_logits(self._logits, len(self.x))
+        return self._logits
 
     @property
     def num_classes(self) -> int:
@@ -154,6 +172,11 @@ class Context:
         self._bounds.clear()
 
 
+def _check_logits(logits: torch.Tensor, n: int) -> None:
+    if logits.dim() != 2 or logits.shape[0] != n:
+        raise ValueError(f"the model must return logits of shape (N, K); it returned {tuple(logits.shape)}")
+
+
 def resolve_target(target: Target, logits: torch.Tensor) -> torch.Tensor:
     """Target classes `(N,)` long on the logits' device: the argmax for None, an int for every
     image, or one int per image. ValueError for classes outside [0, K)."""
@@ -194,7 +217,7 @@ def explain_many(
     if unknown:
         raise ValueError(f"settings given for methods not asked for: {', '.join(unknown)}")
     plan = [(method_info(name), method_info(name).settings(params.get(name))) for name in methods]
-    ctx = Context(module, x, target, progress)
+    ctx = Context(module, x, target, progress, graph=any(info.shares_gradient for info, _ in plan))
     results: dict[str, Explanation] = {}
     try:
         for info, settings in plan:

@@ -49,6 +49,7 @@ BASELINE = Param("baseline", "black", "choice", "Reference image the attribution
     reference="Simonyan, Vedaldi, Zisserman 2014; the 'original' map of Llorente et al. 2023",
     params=(_reduce_param("max_abs"),),
     cost=lambda s, k, hw: Cost(1, 1),
+    shares_gradient=True,
 )
 def gradient(ctx: Context, reduce: str) -> tuple:
     """`g_c = ∂s_c/∂x` (signed attribution); map = max over channels of |g| by default."""
@@ -65,6 +66,7 @@ def gradient(ctx: Context, reduce: str) -> tuple:
     reference="Shrikumar et al. 2016",
     params=(BASELINE, _reduce_param("sum")),
     cost=lambda s, k, hw: Cost(1, 1),
+    shares_gradient=True,
 )
 def gradient_x_input(ctx: Context, baseline: str, reduce: str) -> tuple:
     """`g_c ⊙ (x − baseline)`; the map is the signed channel sum by default."""

@@ -303,6 +303,7 @@ def _nonzero_steps(points: int) -> int:
     reference=REFERENCE,
     params=(SPAN, POINTS, PATCH),
     cost=lambda s, k, hw: Cost(_nonzero_steps(s["points"]) * _regions(s["patch"], hw) + 1, 1),
+    shares_gradient=True,
 )
 def nonlinearity(ctx: Context, span: float, points: int, patch: int) -> tuple:
     """Off-the-tangent map: `NL_r` of `region_nonlinearity` over t in [−span, span] (pixel units,
@@ -477,6 +478,7 @@ def flow_path(
     reference=REFERENCE,
     params=(STEPS, STEP_SIZE),
     cost=lambda s, k, hw: Cost(s["steps"] + 1, s["steps"] + 1),
+    shares_gradient=True,
 )
 def gradient_flow(ctx: Context, steps: int, step_size: float) -> tuple:
     """Curved-path attribution of `flow_path` (at most `steps` steps, default 32, of L2 length

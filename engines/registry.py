@@ -94,6 +94,8 @@ class MethodInfo:
 
     `compute(ctx, **settings)` returns `(attribution (N, C, H, W) or None, map (N, H, W), signed)`.
     `cost(settings, num_classes, size)` says how many passes one image of `size` (H, W) needs.
+    `shares_gradient` says the method uses the clean pass's gradient (`Context.gradient`), so
+    that pass must keep its graph; the others get a cheaper forward pass without one.
     """
 
     name: str
@@ -105,6 +107,7 @@ class MethodInfo:
     params: tuple[Param, ...]
     compute: Callable[..., tuple] = field(repr=False)
     cost_fn: Callable[[dict, int, tuple[int, int]], Cost] = field(repr=False)
+    shares_gradient: bool = False
 
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
@@ -141,6 +144,7 @@ def register(
     reference: str,
     params: tuple[Param, ...] = (),
     cost: Callable[[dict, int, tuple[int, int]], Cost],
+    shares_gradient: bool = False,
 ) -> Callable:
     """Decorator: registers `compute(ctx, **settings)` as the method `name`."""
     if family not in FAMILIES:
@@ -149,7 +153,9 @@ def register(
     def wrap(compute: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is registered twice")
-        _REGISTRY[name] = MethodInfo(name, label, family, signed, summary, reference, params, compute, cost)
+        _REGISTRY[name] = MethodInfo(
+            name, label, family, signed, summary, reference, params, compute, cost, shares_gradient
+        )
         return compute
 
     return wrap

@@ -38,6 +38,7 @@ def _rival_cost(s: dict, k: int, hw: tuple[int, int]) -> Cost:
     summary="Where brightening a pixel raises the class score.",
     reference=REFERENCE,
     cost=lambda s, k, hw: Cost(1, 1),
+    shares_gradient=True,
 )
 def positive(ctx: Context) -> tuple:
     """ReLU(G), map = max over channels."""
@@ -53,6 +54,7 @@ def positive(ctx: Context) -> tuple:
     summary="Where darkening a pixel raises the class score.",
     reference=REFERENCE,
     cost=lambda s, k, hw: Cost(1, 1),
+    shares_gradient=True,
 )
 def negative(ctx: Context) -> tuple:
     """ReLU(−G), map = max over channels."""
@@ -69,6 +71,7 @@ def negative(ctx: Context) -> tuple:
     reference=REFERENCE,
     params=(RIVALS,),
     cost=_rival_cost,
+    shares_gradient=True,
 )
 def active(ctx: Context, rivals: Optional[int]) -> tuple:
     """G where G > g_k for every rival k (strictly), else 0; map = max over channels of |·|."""
@@ -87,6 +90,7 @@ def active(ctx: Context, rivals: Optional[int]) -> tuple:
     reference=REFERENCE,
     params=(RIVALS,),
     cost=_rival_cost,
+    shares_gradient=True,
 )
 def inactive(ctx: Context, rivals: Optional[int]) -> tuple:
     """G where G < g_k for every rival k (strictly), else 0; map = max over channels of |·|."""

@@ -128,3 +128,22 @@ def test_settings_are_checked_before_any_pass(smooth_model, small_images, monkey
     monkeypatch.setattr(passes, "forward_with_graph", lambda *a: pytest.fail("a pass ran"))
     with pytest.raises(ValueError):
         engines.explain_many(smooth_model, small_images, ["gradient", "smoothgrad"], params={"smoothgrad": {"samples": -1}})
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_the_clean_graph_is_kept_only_for_methods_that_share_the_gradient(name, smooth_model, small_images, monkeypatch):
+    """A method that does not declare `shares_gradient` must never ask for the clean gradient
+    (its clean pass has no graph); one that declares it must give the same map either way."""
+    from engines.explain import Context
+
+    info = engines.method_info(name)
+    asked = []
+    original = Context.gradient
+    monkeypatch.setattr(Context, "gradient", lambda self: asked.append(self.graph) or original(self))
+    result = engines.explain(smooth_model, small_images, name, **fast_settings(name))
+    assert bool(asked) == info.shares_gradient
+    assert all(asked)  # whoever asks was given a context that kept its graph
+    if info.shares_gradient:
+        ctx = Context(smooth_model, small_images, graph=False)
+        _, saliency, _ = info.compute(ctx, **info.settings(fast_settings(name)))
+        torch.testing.assert_close(saliency, result.map, rtol=1e-5, atol=1e-7)
