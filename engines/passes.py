@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Optional
 
@@ -88,15 +88,18 @@ class _Trial:
     best_rate: float = float("inf")
     next: int = 1
     settled: bool = False
+    warmed: set = field(default_factory=set)
 
 
 class ChunkTuner:
     """Chooses how many items go through the model at once, by measuring.
 
     For a new key (model, device, input shape, kind of pass) jobs try growing chunk sizes
-    (1, 2, 4, ...) on their own real items, timing each full chunk; the trial goes on across
-    jobs until a size is more than 10 % slower per item than the best, or the cap is reached,
-    and then the best size is used for every later job with that key. Sizes are capped by a
+    (1, 2, 4, ...) on their own real items, timing each full chunk; the first chunk of a new
+    size only warms it up (a new shape's first pass allocates and plans, and is slow), the next
+    one is timed. The trial goes on across jobs until a size is more than 10 % slower per item
+    than the best, or the cap is reached, and then the best size is used for every later job
+    with that key. Sizes are capped by a
     memory budget; running out of memory halves the size and settles on the smaller one.
     """
 
@@ -123,6 +126,10 @@ class ChunkTuner:
     def forget(self, model: nn.Module) -> None:
         self._trials.pop(model, None)
 
+    def measuring(self, model: nn.Module) -> int:
+        """How many of this model's keys are still being measured (0: every size is settled)."""
+        return sum(not trial.settled for trial in self._trials.get(model, {}).values())
+
     def run(self, model: nn.Module, key: tuple, total: int, cap: int, work: Callable[[int, int], None]) -> None:
         """Calls `work(start, stop)` over `range(total)` in chunks, choosing their sizes.
 
@@ -148,7 +155,10 @@ class ChunkTuner:
                 trial.best, trial.settled = size // 2, True
                 continue
             if not trial.settled and stop - start == size:
-                self._learn(trial, size, (time.perf_counter() - began) / size, cap)
+                if size in trial.warmed:
+                    self._learn(trial, size, (time.perf_counter() - began) / size, cap)
+                else:
+                    trial.warmed.add(size)
             start = stop
 
     @staticmethod
