@@ -1,0 +1,44 @@
+"""Map colouring (engines/overlays.py), shared by the dashboard and the folder audit."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dashboard import views
+from engines import overlays
+
+ENGINES = Path(overlays.__file__).resolve().parent
+
+
+def test_the_engines_never_import_the_dashboard_or_a_user_interface():
+    pattern = re.compile(r"^\s*(from|import)\s+(dashboard|streamlit|plotly)\b", re.MULTILINE)
+    offenders = [path.name for path in ENGINES.glob("*.py") if pattern.search(path.read_text())]
+    assert offenders == []
+
+
+def test_the_dashboard_uses_the_same_colouring():
+    for name in ("overlay_rgb", "color_limits", "display_peak", "image_array", "SEQUENTIAL", "DIVERGING"):
+        assert getattr(views, name) is getattr(overlays, name)
+
+
+def test_at_full_opacity_the_ends_of_the_scale_show_their_colours_and_zero_shows_the_image():
+    image = np.full((4, 4, 3), 128, dtype=np.uint8)
+    saliency = np.zeros((4, 4))
+    saliency[0, 0], saliency[3, 3] = 2.0, -2.0
+    signed = overlays.overlay_rgb(image, saliency, signed=True, opacity=1.0, shared_max=2.0)
+    assert tuple(signed[0, 0]) == (103, 0, 31) and tuple(signed[3, 3]) == (5, 48, 97)  # DIVERGING's ends
+    assert (signed[1:3] == 128).all()
+    unsigned = overlays.overlay_rgb(image, np.abs(saliency), signed=False, opacity=1.0, shared_max=2.0)
+    assert tuple(unsigned[0, 0]) == tuple(unsigned[3, 3]) == (252, 255, 164)  # SEQUENTIAL's top
+
+
+def test_image_array_takes_tensors_and_arrays_alike():
+    x = torch.rand(1, 3, 5, 7)
+    picture = overlays.image_array(x)
+    assert picture.shape == (5, 7, 3) and picture.dtype == np.uint8
+    assert np.array_equal(picture, overlays.image_array(x[0].numpy()))
+    assert np.array_equal(picture, np.round(x[0].numpy().transpose(1, 2, 0) * 255))
