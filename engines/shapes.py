@@ -349,6 +349,17 @@ def load_metadata(path: str | Path = METADATA_PATH) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def write_pair(path: str | Path, image: np.ndarray, mask: np.ndarray) -> Path:
+    """Write one sample as `<stem>.png` (RGB, 8 bit) at `path` and its object mask beside it as
+    `<stem>.mask.png` (L, 0/255), the convention `engines.images.sample_mask` reads. `image` is
+    float (3, H, W) in [0, 1], `mask` bool (H, W). Returns the image path."""
+    path = Path(path)
+    rgb = np.round(image.transpose(1, 2, 0) * 255).astype(np.uint8)  # (H, W, 3)
+    Image.fromarray(rgb).save(path)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(path.with_name(f"{path.stem}.mask.png"))
+    return path
+
+
 def write_samples(folder: str | Path = SAMPLES_DIR, seed: int = SAMPLES_SEED,
                   classes: tuple[str, ...] = SAMPLE_CLASSES,
                   size: int = IMAGE_SIZE) -> list[Path]:
@@ -365,10 +376,18 @@ def write_samples(folder: str | Path = SAMPLES_DIR, seed: int = SAMPLES_SEED,
         if label not in wanted:
             continue
         wanted.remove(label)
-        rgb = np.round(image.transpose(1, 2, 0) * 255).astype(np.uint8)  # (H, W, 3)
-        path = folder / f"shapes_{CLASSES[label]}.png"
-        Image.fromarray(rgb).save(path)
-        Image.fromarray(mask.astype(np.uint8) * 255).save(
-            folder / f"shapes_{CLASSES[label]}.mask.png")
-        paths.append(path)
+        paths.append(write_pair(folder / f"shapes_{CLASSES[label]}.png", image, mask))
     return paths
+
+
+def write_test_set(folder: str | Path, count: int, seed: int = TEST_SEED, size: int = IMAGE_SIZE) -> list[Path]:
+    """Write the `count` images of `make_dataset(count, seed)` (by default the first `count` test
+    images) as `test_<index>_<class>.png` with `test_<index>_<class>.mask.png` beside each, the
+    index zero-padded to five digits. Returns the image paths, in order."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images, labels, masks = make_dataset(count, seed, size)
+    return [
+        write_pair(folder / f"test_{i:05d}_{CLASSES[int(labels[i])]}.png", images[i].numpy(), masks[i].numpy())
+        for i in range(count)
+    ]
