@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -69,8 +70,11 @@ def test_ranking_signed_maps_by_magnitude_changes_only_the_signed_ones(evaluate)
     evaluate.selectbox(key="evaluate.ranking").set_value("magnitude").run()
     assert not evaluate.exception and not evaluate.error
     after = auc_table(evaluate).set_index("Method")
-    assert (after.loc["Gradient"] == before.loc["Gradient"]).all()  # unsigned: |map| is the map
-    assert (after.loc["Integrated gradients"] != before.loc["Integrated gradients"]).any()
+    # Unsigned: |map| is the map, so the same pixels go in the same order; the AUCs agree to the
+    # rounding of batched passes, whose chunk sizes the pass module measures as it goes.
+    assert np.allclose(after.loc["Gradient"].astype(float), before.loc["Gradient"].astype(float), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(after.loc["Integrated gradients"].astype(float),
+                           before.loc["Integrated gradients"].astype(float), rtol=1e-3, atol=1e-4)
 
 
 def test_no_method_asks_for_one(evaluate):
