@@ -27,7 +27,7 @@ import torch
 
 from . import bench_captum, bench_floor, bench_report
 from .bench_timing import median, peak_memory, synchroniser, time_in_turns
-from .explain import explain, explain_many, predict
+from .explain import check_images, explain, explain_many, predict
 from .images import read_image, sample_images
 from .metrics import deletion_curve
 from .models import load_model
@@ -203,7 +203,8 @@ def oise_quality(loaded, images: dict[str, torch.Tensor], queries: int, referenc
 
 def _images(loaded, names: list[str]) -> dict[str, torch.Tensor]:
     samples = sample_images()
-    return {name: loaded.preprocess(read_image(samples[name])) for name in names}  # each (1, C, H, W)
+    # each (1, C, H, W), as `explain` checks and lays it out, so every contestant gets the same tensor
+    return {name: check_images(loaded.preprocess(read_image(samples[name]))) for name in names}
 
 
 def default_image(model_name: str) -> str:

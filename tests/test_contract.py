@@ -41,8 +41,9 @@ def test_deterministic_for_fixed_settings(name, smooth_model, small_images):
     a = engines.explain(smooth_model, small_images, name, **fast_settings(name))
     b = engines.explain(smooth_model, small_images, name, **fast_settings(name))
     # Equal to float32 rounding: CPU convolutions round differently with batch size, and the
-    # chunk size is tuned by timing, so bit-for-bit equality is not promised.
-    torch.testing.assert_close(a.map, b.map, rtol=1e-5, atol=1e-7)
+    # chunk size is tuned by timing, so bit-for-bit equality is not promised. Maps made of
+    # differences of logits (occlusion) near zero carry the logits' rounding: atol 1e-6.
+    torch.testing.assert_close(a.map, b.map, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", METHODS)
