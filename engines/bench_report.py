@@ -92,7 +92,7 @@ def extras_table(result: dict) -> str:
         reference_seconds = [e[str(r)]["seconds"] for e in quality["images"].values()]
         gap = abs(a - b) / b if b else math.nan
         lines.append(
-            f"| OISE deletion AUC, mean of {len(seconds)} photos | {a:.3f} at {q} queries "
+            f"| OISE deletion AUC, {len(seconds)} photo{'s, mean' if len(seconds) > 1 else ''} | {a:.3f} at {q} queries "
             f"({_s(sum(seconds) / len(seconds))} each) | {b:.3f} at {r} queries "
             f"({_s(sum(reference_seconds) / len(reference_seconds))} each) | {gap * 100:.1f} % apart "
             f"| {'✓' if gap <= OISE_AUC_TOLERANCE else '✗'} within {OISE_AUC_TOLERANCE * 100:.0f} % |"
