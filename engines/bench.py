@@ -160,26 +160,26 @@ def bench_method(loaded, x, target: int, method: str, settings: dict, args) -> R
     return row
 
 
+def _against_one_pass(loaded, x, target: int, args, name: str, settings: dict, ours, kind: str) -> Row:
+    """`ours` timed in turns against one bare pass of `kind` ("forward" or "gradient") at batch 1."""
+    stage = [bench_floor.Stage(kind, 1)]
+    floor = lambda: bench_floor.run_plan(loaded.model, x, stage, [1], target)  # noqa: E731
+    times = time_in_turns({"ours": ours, "floor": floor}, args.repeats, synchroniser(loaded.device), warm_up=args.warm_up)
+    return Row(name, settings, times["ours"], times["floor"], [1])
+
+
 def bench_shared(loaded, x, target: int, args) -> Row:
     """`explain_many` of the one-gradient maps against a single forward + backward pass."""
-    model, sync = loaded.model, synchroniser(loaded.device)
     ours = lambda: explain_many(loaded, x, list(SHARED), target=target)  # noqa: E731
-    stage = [bench_floor.Stage("gradient", 1)]
-    times = time_in_turns({"ours": ours, "floor": lambda: bench_floor.run_plan(model, x, stage, [1], target)},
-                          args.repeats, sync, warm_up=args.warm_up)
-    return Row("explain_many(" + ", ".join(SHARED) + ")", {}, times["ours"], times["floor"], [1])
+    return _against_one_pass(loaded, x, target, args, "explain_many(" + ", ".join(SHARED) + ")", {}, ours, "gradient")
 
 
 def bench_live_occlusion(loaded, x, target: int, args) -> Row:
     """The Occlusion page's call (`occlude`: rank, fill, one forward pass) against one forward pass."""
-    model, sync = loaded.model, synchroniser(loaded.device)
     saliency = explain(loaded, x, "gradient", target=target).map
     ours = lambda: occlude(loaded, x, saliency, 0.3, "black", target=target)  # noqa: E731
-    stage = [bench_floor.Stage("forward", 1)]
-    times = time_in_turns({"ours": ours, "floor": lambda: bench_floor.run_plan(model, x, stage, [1], target)},
-                          args.repeats, sync, warm_up=args.warm_up)
-    return Row("occlude (live occlusion, 30 % black)", {"fraction": 0.3, "fill": "black"}, times["ours"],
-               times["floor"], [1])
+    return _against_one_pass(loaded, x, target, args, "occlude (live occlusion, 30 % black)",
+                             {"fraction": 0.3, "fill": "black"}, ours, "forward")
 
 
 def oise_quality(loaded, images: dict[str, torch.Tensor], queries: int, reference_queries: int) -> dict:
