@@ -35,7 +35,7 @@ from .nonlinear import flow_path
 from .occlusion import occlude
 from .passes import TUNER
 from .registry import method_info, method_names
-from .settings_cli import parse_settings
+from .settings_cli import given_settings, parse_settings
 
 def quick_settings(method: str, size: tuple[int, int]) -> dict:
     """Settings of `--quick`: every method still runs its real code, on a handful of passes
@@ -240,14 +240,12 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown methods {', '.join(unknown)}; known: {', '.join(known)}")
     try:
-        args.settings = parse_settings(args.set, args.methods)
+        checked = parse_settings(args.set, args.methods)
     except ValueError as error:
         parser.error(str(error))
-    args.given = {}
-    for pair in args.set:  # what was asked for, so --quick's small settings do not override it
-        key, _, _ = pair.partition("=")
-        method, _, name = key.strip().partition(".")
-        args.given.setdefault(method, {})[name] = args.settings[method][name]
+    # Only what was asked for, so --quick's small settings do not override it; values as checked.
+    args.given = {m: {name: checked[m][name] for name in names}
+                  for m, names in given_settings(args.set, args.methods).items()}
     if args.captum and not bench_captum.captum_available():
         print("Captum is not installed (pip install -r requirements-test.txt): its columns stay empty.", file=sys.stderr)
         args.captum = False

@@ -24,9 +24,10 @@ def parse_value(param, raw: str):
     return next((choice for choice in param.choices if str(choice) == text), text)
 
 
-def parse_settings(pairs: list[str], methods: list[str]) -> dict[str, dict]:
-    """`--set method.param=value` pairs as {method: full checked settings} for every method;
-    ValueError naming the pair and the parameter when one is wrong."""
+def given_settings(pairs: list[str], methods: list[str]) -> dict[str, dict]:
+    """`--set method.param=value` pairs as {method: {param: value}}, only what was written,
+    each value converted to its parameter's kind (not yet range-checked); ValueError for a pair
+    that is malformed or names a method outside `methods`."""
     given: dict[str, dict] = {}
     for pair in pairs:
         key, equals, raw = pair.partition("=")
@@ -37,6 +38,13 @@ def parse_settings(pairs: list[str], methods: list[str]) -> dict[str, dict]:
             raise ValueError(f"--set {pair!r}: {method!r} is not among --methods ({', '.join(methods)})")
         params = {p.name: p for p in method_info(method).params}
         given.setdefault(method, {})[name] = parse_value(params[name], raw) if name in params else raw
+    return given
+
+
+def parse_settings(pairs: list[str], methods: list[str]) -> dict[str, dict]:
+    """`--set method.param=value` pairs as {method: full checked settings} for every method;
+    ValueError naming the pair and the parameter when one is wrong."""
+    given = given_settings(pairs, methods)
     settings = {}
     for method in methods:
         try:
