@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see engines/runtime.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see engines/core/runtime.py
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # works when started from any folder

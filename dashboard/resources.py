@@ -205,14 +205,14 @@ def sufficiency(model_name: str, device: str, digest: str, _x, _saliency, method
 
 # ---------------------------------------------------------------- learn page
 # Preset examples of the guided tour: (model name, sample name); "saturated_toy" is built in code
-# (engines/toys.py) with its own image, so its sample is "".
+# (engines/models/toys.py) with its own image, so its sample is "".
 
 
 @st.cache_resource(show_spinner="Loading the example…", max_entries=4)
 def learn_example(model_name: str, sample: str) -> tuple:
     """`(LoadedModel, x (1, 3, S, S))` of one preset example of the Learn page, shared by sessions."""
     if model_name == "saturated_toy":
-        from engines import toys
+        from engines.models import toys
 
         return toys.saturated_toy()
     loaded = model(model_name, "auto")

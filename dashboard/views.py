@@ -6,8 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 # The colouring is shared with the audit command (`python -m engines.audit`), so it lives in
-# engines/overlays.py (pure numpy); its names are re-exported here for the pages and their tests.
-from engines.overlays import (  # noqa: F401
+# engines/display/overlays.py (pure numpy); its names are re-exported here for the pages and their tests.
+from engines.display.overlays import (  # noqa: F401
     DIVERGING,
     SEQUENTIAL,
     color_limits,

@@ -19,15 +19,15 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
 Images are `(N, 3, H, W)` in pixel units [0, 1]; models normalise inside.
 """
 
-from .runtime import keep_freed_memory, quiet_openmp
+from engines.core.runtime import keep_freed_memory, quiet_openmp
 
-quiet_openmp()  # before torch loads: see engines/runtime.py
+quiet_openmp()  # before torch loads: see engines/core/runtime.py
 keep_freed_memory()
 
-from . import linear, signed, nonlinear, masks, occlusion  # noqa: F401, I001  (registers the methods, in family order)
-from .explain import Explanation, Prediction, explain, explain_many, predict
-from .images import ImageError, image_digest, read_image, sample_images, sample_mask
-from .metrics import (
+from engines.families import linear, signed, nonlinear, masks, occlusion  # noqa: F401, I001  (registers the methods, in family order)
+from engines.core.explain import Explanation, Prediction, explain, explain_many, predict
+from engines.data.images import ImageError, image_digest, read_image, sample_images, sample_mask
+from engines.evaluation.metrics import (
     PAPER_FRACTIONS,
     Curve,
     RandomisationStep,
@@ -38,7 +38,7 @@ from .metrics import (
     randomisation_check,
     relevance_mass,
 )
-from .models import (
+from engines.models.catalogue import (
     DEFAULT_MODEL,
     LoadedModel,
     ModelFileError,
@@ -48,12 +48,12 @@ from .models import (
     load_torchscript,
     model_status,
 )
-from .nonlinear import ResponseCurve, response_curve
-from .occlusion import Occluded, occlude, occlude_box
-from .passes import Cancelled, OutOfMemory, available_devices, pick_device
-from .registry import FAMILIES, MethodInfo, Param, method_info
-from .registry import method_names as methods
-from .sufficiency import SufficiencyReport, sufficiency
+from engines.families.nonlinear import ResponseCurve, response_curve
+from engines.families.occlusion import Occluded, occlude, occlude_box
+from engines.core.passes import Cancelled, OutOfMemory, available_devices, pick_device
+from engines.core.registry import FAMILIES, MethodInfo, Param, method_info
+from engines.core.registry import method_names as methods
+from engines.evaluation.sufficiency import SufficiencyReport, sufficiency
 
 __all__ = [
     "PAPER_FRACTIONS", "Curve", "RandomisationStep", "allegiance_curve", "deletion_curve", "insertion_curve",

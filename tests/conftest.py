@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see engines/runtime.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see engines/core/runtime.py
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from engines.models import freeze  # noqa: E402
+from engines.models.catalogue import freeze  # noqa: E402
 
 
 class LinearModel(nn.Module):

@@ -19,7 +19,7 @@ def snapshot(model: torch.nn.Module) -> dict:
 
 def count_forward_points(monkeypatch) -> list[int]:
     """Patches `passes.forward_points` to record the number of copies of each call."""
-    from engines import passes
+    from engines.core import passes
 
     calls: list[int] = []
     original = passes.forward_points

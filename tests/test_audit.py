@@ -13,9 +13,12 @@ import torch
 from PIL import Image
 
 import engines
-from engines import audit, audit_image, audit_report, shapes
-from engines.audit_files import crop_like_model, find_images
-from engines.models import LoadedModel, catalogue
+from engines.audit import run as audit
+from engines.audit import image as audit_image
+from engines.audit import report as audit_report
+from engines.models import shapes
+from engines.audit.files import crop_like_model, find_images
+from engines.models.catalogue import LoadedModel, catalogue
 
 METHODS = "gradient,positive,occlusion"
 GOOD = ["sub/test_00003_circle.png", "sub/test_00004_arrow.png", "test_00000_circle.png",
@@ -315,7 +318,7 @@ def test_write_test_set_writes_the_generators_images_and_masks(tmp_path):
 
 
 def test_the_test_set_command_writes_count_pairs(tmp_path, capsys):
-    from engines import shapes_test_set
+    from engines.cli import shapes_test_set
 
     assert shapes_test_set.main([str(tmp_path / "set"), "--count", "2"]) == 0
     assert len(list((tmp_path / "set").glob("*.mask.png"))) == 2

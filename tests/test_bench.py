@@ -12,9 +12,13 @@ import torch
 from torch import nn
 
 import engines
-from engines import bench, bench_captum, bench_floor, bench_report, bench_timing
-from engines.models import freeze
-from engines.registry import Cost
+from engines.bench import run as bench
+from engines.bench import captum as bench_captum
+from engines.bench import floor as bench_floor
+from engines.bench import report as bench_report
+from engines.bench import timing as bench_timing
+from engines.models.catalogue import freeze
+from engines.core.registry import Cost
 
 # --------------------------------------------------------------------------- floors
 

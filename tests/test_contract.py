@@ -124,7 +124,7 @@ def test_unknown_method_lists_the_known_ones(smooth_model, small_images):
 
 
 def test_settings_are_checked_before_any_pass(smooth_model, small_images, monkeypatch):
-    from engines import passes
+    from engines.core import passes
 
     monkeypatch.setattr(passes, "forward_with_graph", lambda *a: pytest.fail("a pass ran"))
     with pytest.raises(ValueError):
@@ -135,7 +135,7 @@ def test_settings_are_checked_before_any_pass(smooth_model, small_images, monkey
 def test_the_clean_graph_is_kept_only_for_methods_that_share_the_gradient(name, smooth_model, small_images, monkeypatch):
     """A method that does not declare `shares_gradient` must never ask for the clean gradient
     (its clean pass has no graph); one that declares it must give the same map either way."""
-    from engines.explain import Context
+    from engines.core.explain import Context
 
     info = engines.method_info(name)
     asked = []

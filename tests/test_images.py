@@ -1,4 +1,4 @@
-"""Tests for engines/images.py: every fixture is built in memory, one property per test."""
+"""Tests for engines/data/images.py: every fixture is built in memory, one property per test."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from engines import images
-from engines.images import ImageError, image_digest, read_image, sample_images, sample_mask
+from engines.data import images
+from engines.data.images import ImageError, image_digest, read_image, sample_images, sample_mask
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 

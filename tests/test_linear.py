@@ -7,7 +7,7 @@ import torch
 from captum.attr import InputXGradient, IntegratedGradients, Saliency
 
 import engines
-from engines.linear import quadrature
+from engines.families.linear import quadrature
 
 
 def test_gradient_equals_weight_row_on_a_linear_model(linear_model, small_images):
@@ -105,7 +105,7 @@ def test_smoothgrad_on_a_linear_model_is_the_weight_row(linear_model, small_imag
 
 def test_smoothgrad_is_the_mean_gradient_at_its_noisy_points(smooth_model, small_images):
     """Captum's Saliency at the same noisy points, averaged, is our SmoothGrad."""
-    from engines.linear import smoothgrad_noise
+    from engines.families.linear import smoothgrad_noise
 
     x = small_images[:1]
     sigma = 0.2 * (x.max() - x.min())

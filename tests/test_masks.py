@@ -9,9 +9,9 @@ from PIL import Image
 from torch import nn
 
 import engines
-from engines import passes
-from engines.masks import flip_cells, mean_colour, oise_map, rise_upsample
-from engines.models import Normalised, freeze
+from engines.core import passes
+from engines.families.masks import flip_cells, mean_colour, oise_map, rise_upsample
+from engines.models.catalogue import Normalised, freeze
 from helpers import count_forward_points
 
 SIZE = 32

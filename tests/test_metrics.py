@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 import engines
-from engines import metrics, passes
-from engines.fills import blur
-from engines.metrics import (
+from engines.evaluation import metrics
+from engines.core import passes
+from engines.core.fills import blur
+from engines.evaluation.metrics import (
     PAPER_FRACTIONS,
     allegiance_curve,
     deletion_curve,
@@ -22,7 +23,7 @@ from engines.metrics import (
     relevance_mass,
     strictly_above,
 )
-from engines.models import freeze
+from engines.models.catalogue import freeze
 from helpers import snapshot
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import engines
-from engines import models
+from engines.models import catalogue as models
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 import engines
-from engines import nonlinear
-from engines.explain import Context
-from engines.models import freeze
-from engines.nonlinear import flow_path, region_grid, response_curve
-from engines.passes import Cancelled
+from engines.families import nonlinear
+from engines.core.explain import Context
+from engines.models.catalogue import freeze
+from engines.families.nonlinear import flow_path, region_grid, response_curve
+from engines.core.passes import Cancelled
 
 DIRECTIONS = ("central", "brighten", "darken")
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import engines
-from engines import passes
-from engines.fills import OCCLUSION_FILLS, blur, fill_image, occlusion_fill
-from engines.occlusion import occlude, occlude_box, pixel_ranks, window_starts
+from engines.core import passes
+from engines.core.fills import OCCLUSION_FILLS, blur, fill_image, occlusion_fill
+from engines.families.occlusion import occlude, occlude_box, pixel_ranks, window_starts
 
 
 def target_scores(model, images, target):

@@ -1,4 +1,4 @@
-"""Map colouring (engines/overlays.py), shared by the dashboard and the folder audit."""
+"""Map colouring (engines/display/overlays.py), shared by the dashboard and the folder audit."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from dashboard import views
-from engines import overlays
+from engines.display import overlays
 
 ENGINES = Path(overlays.__file__).resolve().parent
 

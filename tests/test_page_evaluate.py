@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engines.shapes import CLASSES
-from engines.sufficiency import FILLS
+from engines.models.shapes import CLASSES
+from engines.evaluation.sufficiency import FILLS
 
 PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "app_pages" / "evaluate.py")
 TIMEOUT = 300  # the first run imports torch and loads the model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engines import passes
+from engines.core import passes
 
 
 def test_forward_in_chunks_equals_one_batch(smooth_model):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engines import reproduce_signed
+from engines.cli import reproduce_signed
 
 
 def test_table_has_every_pairing_with_valid_aucs():

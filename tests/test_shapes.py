@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engines import shapes
+from engines.models import shapes
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 SAMPLE_PNGS = sorted(p for p in shapes.SAMPLES_DIR.glob("shapes_*.png")

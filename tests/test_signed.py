@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import engines
-from engines.models import freeze
+from engines.models.catalogue import freeze
 
 
 def jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +115,7 @@ def test_a_target_other_than_the_top_class_uses_its_own_gradient(smooth_model, s
 
 def test_signed_maps_share_one_gradient_pass(smooth_model, small_images, monkeypatch):
     """explain_many of the gradient-based maps costs one backward pass in all."""
-    from engines import passes
+    from engines.core import passes
 
     calls = []
     original = passes.backward

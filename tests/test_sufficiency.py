@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engines.models import freeze
-from engines.sufficiency import FILLS, harmonic_inpaint, kept_pixels, sufficiency
+from engines.models.catalogue import freeze
+from engines.evaluation.sufficiency import FILLS, harmonic_inpaint, kept_pixels, sufficiency
 from helpers import count_forward_points
 from test_masks import SIZE, PlantedModel, checkerboard
 

@@ -1,4 +1,4 @@
-"""The saturated toy (engines/toys.py): the gradient is blind at its image, while the secant and
+"""The saturated toy (engines/models/toys.py): the gradient is blind at its image, while the secant and
 nonlinearity maps (our nonlinear family, after Rosenzweig et al.) find the driving square."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import engines
-from engines import toys
+from engines.models import toys
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 import engines  # noqa: E402
 from dashboard import resources, state, views  # noqa: E402
-from engines import toys  # noqa: E402
+from engines.models import toys  # noqa: E402
 
 STEPS = ("1 · The gradient is a tangent", "2 · Signs matter", "3 · When the gradient is blind", "4 · Ground truth")
 CHELSEA = ("efficientnet_lite0", "chelsea")

@@ -27,9 +27,9 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from . import passes
-from .explain import Context, Target, as_module, check_images, resolve_target
-from .registry import Cost, Param, register
+from engines.core import passes
+from engines.core.explain import Context, Target, as_module, check_images, resolve_target
+from engines.core.registry import Cost, Param, register
 
 REFERENCE = (
     "Our nonlinear family, after Rosenzweig, Cvetkovic & Rosenzweig, 'When saliency goes off on a "

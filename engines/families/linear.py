@@ -12,10 +12,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import passes
-from .explain import Context
-from .fills import FILLS, fill_image
-from .registry import Cost, Param, register
+from engines.core import passes
+from engines.core.explain import Context
+from engines.core.fills import FILLS, fill_image
+from engines.core.registry import Cost, Param, register
 
 REDUCTIONS = ("max_abs", "sum")
 RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from .fills import fill_image
+from engines.core.fills import fill_image
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Train ShapesNet from scratch on the procedural shapes data, deterministically, on the CPU.
 
-    python -m engines.train_shapes [--epochs N] [--train-size N] [--seed S] [--out PATH]
+    python -m engines.cli.train_shapes [--epochs N] [--train-size N] [--seed S] [--out PATH]
 
 Writes the state dict to `--out` (default assets/shapes_cnn.pt) and a JSON record beside it
 (same name, .json): classes, image size, normalisation, test accuracy overall and per class,
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engines import shapes
+from engines.models import shapes
 
 NUM_THREADS = 2
 BATCH_SIZE = 64
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         "mean": list(shapes.MEAN),
         "std": list(shapes.STD),
         "input": "RGB in [0, 1], normalised as (x - mean) / std before the network",
-        "architecture": "ShapesNet (engines/shapes.py)",
+        "architecture": "ShapesNet (engines/models/shapes.py)",
         "parameters": sum(p.numel() for p in net.parameters()),
         "test_accuracy": round(test_acc, 4),
         "test_per_class_accuracy": {k: round(v, 4) for k, v in per_class.items()},
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
         "training_seconds": round(seconds, 1),
         "num_threads": NUM_THREADS,
         "torch_version": torch.__version__,
-        "command": shlex.join(["python", "-m", "engines.train_shapes", *argv]),
+        "command": shlex.join(["python", "-m", "engines.cli.train_shapes", *argv]),
     }
     out.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json')}")

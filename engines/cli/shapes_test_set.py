@@ -1,6 +1,6 @@
 """Write the shapes test set as a folder of PNG images, each with its object mask beside it.
 
-    python -m engines.shapes_test_set DIR [--count 100] [--seed 77031]
+    python -m engines.cli.shapes_test_set DIR [--count 100] [--seed 77031]
 
 Files are `test_00000_<class>.png` and `test_00000_<class>.mask.png` (0/255): the first `count`
 images of `shapes.make_dataset(count, shapes.TEST_SEED)`, the set the shapes CNN's test
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import shapes
+from engines.models import shapes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,14 +30,14 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from . import audit_report as report
-from .audit_files import ImageFile, ImageFiles, find_images, loader
-from .audit_image import audit_image, map_folders, pending
-from .metrics import PAPER_FRACTIONS
-from .models import DEFAULT_MODEL, LoadedModel, ModelUnavailable, catalogue, load_model
-from .passes import pick_device
-from .registry import method_names
-from .settings_cli import parse_settings
+from engines.audit import report
+from engines.audit.files import ImageFile, ImageFiles, find_images, loader
+from engines.audit.image import audit_image, map_folders, pending
+from engines.evaluation.metrics import PAPER_FRACTIONS
+from engines.models.catalogue import DEFAULT_MODEL, LoadedModel, ModelUnavailable, catalogue, load_model
+from engines.core.passes import pick_device
+from engines.core.registry import method_names
+from engines.cli.settings import parse_settings
 
 
 def wanted_settings(settings: dict[str, dict], curve_steps: int) -> dict[str, dict]:

@@ -30,7 +30,7 @@ MAX_PIXELS = 40_000_000
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 """Pillow format names :func:`read_image` will try; no other decoder sees the data."""
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
 """The repository's folder of bundled sample images."""
 
 _SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -8,7 +8,7 @@ strictly above the threshold, zero-saliency pixels never deleted, the paper's un
 grid, trapezoid AUC) on our from-scratch shapes CNN over its test images, with exact
 active/inactive maps (all 10 classes), and prints a Markdown table.
 
-    python -m engines.reproduce_signed [--images 1000] [--json out.json]
+    python -m engines.cli.reproduce_signed [--images 1000] [--json out.json]
 
 The crossed pairings (white for positive/active, black for negative/inactive) test the paper's
 second claim: the sign says which way occlusion moves the prediction, so those AUCs stay high.
@@ -22,9 +22,10 @@ import time
 
 import torch
 
-from . import explain_many, shapes
-from .metrics import PAPER_FRACTIONS, allegiance_curve
-from .models import load_model
+from engines import explain_many
+from engines.models import shapes
+from engines.evaluation.metrics import PAPER_FRACTIONS, allegiance_curve
+from engines.models.catalogue import load_model
 
 METHODS = ("gradient", "positive", "negative", "active", "inactive")
 PAIRINGS = {  # method -> fills, the paper's pairing first (the original map is paired with both)

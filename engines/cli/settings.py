@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .registry import method_info
+from engines.core.registry import method_info
 
 
 def parse_value(param, raw: str):

@@ -25,17 +25,19 @@ from typing import Any, Optional
 
 import torch
 
-from . import bench_captum, bench_floor, bench_report
-from .bench_timing import median, peak_memory, synchroniser, time_in_turns
-from .explain import check_images, explain, explain_many, predict
-from .images import read_image, sample_images
-from .metrics import deletion_curve
-from .models import load_model
-from .nonlinear import flow_path
-from .occlusion import occlude
-from .passes import TUNER
-from .registry import method_info, method_names
-from .settings_cli import given_settings, parse_settings
+from engines.bench import captum as bench_captum
+from engines.bench import floor as bench_floor
+from engines.bench import report as bench_report
+from engines.bench.timing import median, peak_memory, synchroniser, time_in_turns
+from engines.core.explain import check_images, explain, explain_many, predict
+from engines.data.images import read_image, sample_images
+from engines.evaluation.metrics import deletion_curve
+from engines.models.catalogue import load_model
+from engines.families.nonlinear import flow_path
+from engines.families.occlusion import occlude
+from engines.core.passes import TUNER
+from engines.core.registry import method_info, method_names
+from engines.cli.settings import given_settings, parse_settings
 
 def quick_settings(method: str, size: tuple[int, int]) -> dict:
     """Settings of `--quick`: every method still runs its real code, on a handful of passes

@@ -22,11 +22,11 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from . import passes
-from .explain import Target, as_module, check_images, explain, resolve_target
-from .fills import occlusion_fill
-from .occlusion import check_fill, check_map, check_step, count_for, pixel_ranks
-from .registry import method_info
+from engines.core import passes
+from engines.core.explain import Target, as_module, check_images, explain, resolve_target
+from engines.core.fills import occlusion_fill
+from engines.families.occlusion import check_fill, check_map, check_step, count_for, pixel_ranks
+from engines.core.registry import method_info
 
 PAPER_FRACTIONS = (0.0, 0.03, 0.05, 0.07, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """The allegiance curve's fractions of pixels deleted, as in Llorente et al. 2023 (maximum AUC 0.9)."""

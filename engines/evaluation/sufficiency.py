@@ -28,10 +28,10 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
-from . import passes
-from .explain import Target, as_module, check_images, resolve_target
-from .fills import blur, fill_image, occlusion_fill
-from .occlusion import pixel_ranks
+from engines.core import passes
+from engines.core.explain import Target, as_module, check_images, resolve_target
+from engines.core.fills import blur, fill_image, occlusion_fill
+from engines.families.occlusion import pixel_ranks
 
 FILLS = ("blur", "mean", "noise", "inpaint", "paste")
 

@@ -21,10 +21,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from . import passes
-from .explain import Context
-from .fills import blur
-from .registry import Cost, Param, register
+from engines.core import passes
+from engines.core.explain import Context
+from engines.core.fills import blur
+from engines.core.registry import Cost, Param, register
 
 OISE_REFERENCE = "Thakur & Fischmeister 2020, arXiv:2006.09504 (ICPR); RISE upsampling: Petsiuk et al. 2018"
 EXTREMAL_REFERENCE = "Fong & Vedaldi, ICCV 2017; Fong, Patrick & Vedaldi, ICCV 2019 (TorchRay extremal perturbation)"
@@ -45,7 +45,7 @@ def check_grid(grid: int, height: int, width: int) -> None:
 
 def mean_colour(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The baseline colour `(N, C, 1, 1)` in pixel units: the model's dataset mean when it has a
-    `mean` buffer of C values (as `engines.models.Normalised` does), else each image's own
+    `mean` buffer of C values (as `engines.models.catalogue.Normalised` does), else each image's own
     per-channel mean. Masking to it is masking to 0 in the model's normalised space, as the
     OISE authors do."""
     mean = getattr(model, "mean", None)

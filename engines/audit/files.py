@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from .images import ImageError, read_image
+from engines.data.images import ImageError, read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 """File suffixes taken as images: those of the formats in `images.SUPPORTED_FORMATS`."""

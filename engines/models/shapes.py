@@ -47,7 +47,7 @@ TEST_SIZE = 2000  # images in make_dataset(TEST_SIZE, TEST_SEED), the recorded t
 MEAN: tuple[float, float, float] = (0.497, 0.496, 0.506)
 STD: tuple[float, float, float] = (0.255, 0.329, 0.242)
 
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS_PATH = _ROOT / "assets" / "shapes_cnn.pt"
 METADATA_PATH = _ROOT / "assets" / "shapes_cnn.json"
 SAMPLES_DIR = _ROOT / "assets" / "samples"
@@ -351,7 +351,7 @@ def load_metadata(path: str | Path = METADATA_PATH) -> dict:
 
 def write_pair(path: str | Path, image: np.ndarray, mask: np.ndarray) -> Path:
     """Write one sample as `<stem>.png` (RGB, 8 bit) at `path` and its object mask beside it as
-    `<stem>.mask.png` (L, 0/255), the convention `engines.images.sample_mask` reads. `image` is
+    `<stem>.mask.png` (L, 0/255), the convention `engines.data.images.sample_mask` reads. `image` is
     float (3, H, W) in [0, 1], `mask` bool (H, W). Returns the image path."""
     path = Path(path)
     rgb = np.round(image.transpose(1, 2, 0) * 255).astype(np.uint8)  # (H, W, 3)

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import audit_report as report
-from .audit_files import ImageFile, Loaded
-from .explain import Explanation, explain, explain_many, predict
-from .metrics import allegiance_curve, deletion_curve, insertion_curve, pointing_game, relevance_mass
-from .models import LoadedModel
-from .overlays import image_array, overlay_rgb
+from engines.audit import report
+from engines.audit.files import ImageFile, Loaded
+from engines.core.explain import Explanation, explain, explain_many, predict
+from engines.evaluation.metrics import allegiance_curve, deletion_curve, insertion_curve, pointing_game, relevance_mass
+from engines.models.catalogue import LoadedModel
+from engines.display.overlays import image_array, overlay_rgb
 
 
 def file_stamp(file: ImageFile) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import LoadedModel, ModelSpec, Normalised, freeze, warm_up
+from engines.models.catalogue import LoadedModel, ModelSpec, Normalised, freeze, warm_up
 
 SIZE = 64
 """The toy image's side, in pixels."""
@@ -92,7 +92,7 @@ def saturated_toy() -> tuple[LoadedModel, torch.Tensor]:
         resize=SIZE,
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
-        source="engines/toys.py (built in code)",
+        source="engines/models/toys.py (built in code)",
         build=SquareDetector,
         categories=lambda: list(CATEGORIES),
     )

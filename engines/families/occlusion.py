@@ -7,7 +7,7 @@
 - `pixel_ranks` / `count_for`: the ranking of pixels by a map that the occlusion slider and the
   deletion / insertion curves of `engines.metrics` share.
 
-Fills are those of `engines.fills.OCCLUSION_FILLS`, in pixel units: black is 0, white is 1.
+Fills are those of `engines.core.fills.OCCLUSION_FILLS`, in pixel units: black is 0, white is 1.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from . import passes
-from .explain import Context, Target, as_module, check_images, resolve_target
-from .fills import OCCLUSION_FILLS, occlusion_fill
-from .registry import Cost, Param, register
+from engines.core import passes
+from engines.core.explain import Context, Target, as_module, check_images, resolve_target
+from engines.core.fills import OCCLUSION_FILLS, occlusion_fill
+from engines.core.registry import Cost, Param, register
 
 """The image side (pixels) that cost estimates assume: the catalogue's ImageNet input size."""
 

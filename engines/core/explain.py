@@ -14,8 +14,8 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from . import passes
-from .registry import method_info
+from engines.core import passes
+from engines.core.registry import method_info
 
 Target = Union[None, int, torch.Tensor]
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .nonlinear import _nonzero_steps, _regions
-from .occlusion import _occlusion_cost
-from .registry import Cost
+from engines.families.nonlinear import _nonzero_steps, _regions
+from engines.families.occlusion import _occlusion_cost
+from engines.core.registry import Cost
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from . import passes
+from engines.core import passes
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 
 
@@ -153,7 +153,7 @@ def _efficientnet_spec() -> ModelSpec:
 
 
 def _shapes_spec() -> ModelSpec:
-    from . import shapes
+    from engines.models import shapes
 
     return ModelSpec(
         name="shapes_cnn",
@@ -163,7 +163,7 @@ def _shapes_spec() -> ModelSpec:
         resize=shapes.IMAGE_SIZE,
         mean=tuple(float(v) for v in shapes.MEAN),
         std=tuple(float(v) for v in shapes.STD),
-        source=f"assets/{shapes.WEIGHTS_PATH.name}, made by python -m engines.train_shapes",
+        source=f"assets/{shapes.WEIGHTS_PATH.name}, made by python -m engines.cli.train_shapes",
         build=shapes.load_shapes_net,
         categories=lambda: list(shapes.CLASSES),
         weights_file=shapes.WEIGHTS_PATH,

@@ -14,8 +14,8 @@ from typing import Optional
 
 import torch
 
-from .explain import Context
-from .registry import Cost, Param, register
+from engines.core.explain import Context
+from engines.core.registry import Cost, Param, register
 
 RIVALS = Param(
     "rivals", None, "int",

@@ -1,0 +1,1 @@
+"""The benchmark, `python -m engines.bench`: every method against its peers and its pass floor."""

@@ -1,0 +1,1 @@
+"""Smaller command lines: training the shapes CNN, its test set, the signed-paper table, `--set` parsing."""

@@ -1,0 +1,1 @@
+"""Images: reading them safely, their limits, and the bundled samples."""

@@ -1,0 +1,1 @@
+"""Judging maps: deletion, insertion and allegiance curves, localisation, randomisation, sufficiency."""
