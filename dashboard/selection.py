@@ -60,7 +60,7 @@ def _own_model(device: str) -> None:
         st.caption("A model saved with torch.jit.save, and its class names (one per line, or a JSON list). "
                    "Pickled models are refused: loading them could run any code.")
         data = st.file_uploader("Model file", type=["pt", "pth", "ts", "zip"], key=state.CUSTOM_FILE,
-                                max_upload_size=engines.models.catalogue.MAX_MODEL_BYTES >> 20)
+                                max_upload_size=engines.MAX_MODEL_BYTES >> 20)
         classes = st.file_uploader("Class names", type=["txt", "json"], key=state.CUSTOM_CLASSES)
         size = st.number_input("Input size (pixels)", 8, 2048, 224, key=state.CUSTOM_SIZE)
         mean = st.text_input("Mean (R G B)", "0.485 0.456 0.406", key=state.CUSTOM_MEAN)
@@ -106,14 +106,14 @@ def _pick_image() -> tuple[bytes, str, str]:
         st.session_state[state.SAMPLE] = list(samples)[default]
     sample = st.selectbox("Sample image", list(samples), key=state.SAMPLE)
     upload = st.file_uploader(
-        "…or upload your own", type=[f.lower() for f in engines.data.images.SUPPORTED_FORMATS] + ["jpg", "jpeg", "tif"],
-        key=state.UPLOAD, max_upload_size=engines.data.images.MAX_UPLOAD_BYTES >> 20,
-        help=f"Up to {engines.data.images.MAX_PIXELS // 1_000_000} megapixels; the model sees a centre crop.",
+        "…or upload your own", type=[f.lower() for f in engines.SUPPORTED_FORMATS] + ["jpg", "jpeg", "tif"],
+        key=state.UPLOAD, max_upload_size=engines.MAX_UPLOAD_BYTES >> 20,
+        help=f"Up to {engines.MAX_PIXELS // 1_000_000} megapixels; the model sees a centre crop.",
     )
     data, source = samples[sample].read_bytes(), f"sample “{sample}”"
     if upload is not None:
         try:
-            upload_data = engines.data.images.read_bytes(upload)
+            upload_data = engines.read_bytes(upload)
             engines.read_image(upload_data)
             return upload_data, f"your upload “{upload.name}”", sample
         except engines.ImageError as error:

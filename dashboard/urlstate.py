@@ -32,7 +32,7 @@ def restore() -> None:
         st.session_state[state.TARGET_PENDING] = int(query["target"])
     if "methods" in query:
         wanted = [m for m in query["methods"].split(",") if m in engines.methods()]
-        for family in engines.FAMILIES:
+        for family in engines.method_families():
             st.session_state[f"{state.METHODS}.{family}"] = [m for m in wanted if engines.method_info(m).family == family]
     _restore_settings(query.get("settings"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 def snapshot(model: torch.nn.Module) -> dict:
@@ -30,3 +31,29 @@ def count_forward_points(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(passes, "forward_points", counting)
     return calls
+
+
+class Counting(nn.Module):
+    """A small model that counts the images through its forward pass and its backward passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Softplus(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+        self.forward_items: list[int] = []
+        self.backward_items: list[int] = []
+
+    def forward(self, x):
+        self.forward_items.append(len(x))
+        counter = self
+
+        class Tap(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, t):
+                return t.view_as(t)
+
+            @staticmethod
+            def backward(ctx, grad):
+                counter.backward_items.append(len(grad))
+                return grad
+
+        return self.net(Tap.apply(x))

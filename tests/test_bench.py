@@ -13,12 +13,12 @@ from torch import nn
 
 import engines
 from engines.bench import run as bench
-from engines.bench import captum as bench_captum
+from engines.bench import peers as bench_peers
 from engines.bench import floor as bench_floor
 from engines.bench import report as bench_report
 from engines.bench import timing as bench_timing
 from engines.models.catalogue import freeze
-from engines.core.registry import Cost
+from helpers import Counting
 
 # --------------------------------------------------------------------------- floors
 
@@ -28,39 +28,10 @@ from engines.core.registry import Cost
 def test_every_method_has_a_floor_with_the_registrys_pass_count(name, classes, size):
     info = engines.method_info(name)
     for settings in (info.settings(), info.settings(bench.quick_settings(name, size))):
-        if name == "occlusion" and settings["window"] > min(size):
-            continue
         stages = bench_floor.plan(name, settings, classes, size)
-        expected = info.cost(settings, classes, size)
-        if name in bench_floor.CLEAN_PASS_UNCOUNTED:
-            expected = Cost(expected.forward + 1, expected.backward)
-        assert bench_floor.plan_cost(stages) == expected
-
-
-class Counting(nn.Module):
-    """A small model that counts the images through its forward pass and its backward passes."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Softplus(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
-        self.forward_items: list[int] = []
-        self.backward_items: list[int] = []
-
-    def forward(self, x):
-        self.forward_items.append(len(x))
-        counter = self
-
-        class Tap(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, t):
-                return t.view_as(t)
-
-            @staticmethod
-            def backward(ctx, grad):
-                counter.backward_items.append(len(grad))
-                return grad
-
-        return self.net(Tap.apply(x))
+        assert stages and all(s.items >= 1 and s.repeats >= 1 for s in stages)
+        assert bench_floor.plan_cost(stages) == info.cost(settings, classes, size)
+        assert info.cost(settings, classes, size).forward >= 1  # the clean pass is always counted
 
 
 @pytest.mark.parametrize(
@@ -113,23 +84,17 @@ def test_the_fastest_batch_is_one_of_the_candidates():
 def test_captums_reference_computes_our_map(method, settings, knob, smooth_model, small_images):
     x = small_images[:1]
     ours = engines.explain(smooth_model, x, method, target=2, **settings)
-    reference = bench_captum.REFERENCES[method]
     full = engines.method_info(method).settings(settings)
-    assert bench_captum.comparable(method, full, (8, 8))
+    reference = bench_peers.reference(method, full, (8, 8))
+    assert reference is not None and reference.library == "captum"
     value = reference.default if knob == "default" else (reference.candidates(full) or [None])[0]
-    theirs = reference.build(smooth_model, x, 2, full, value)().detach()
-    if method == "occlusion":
-        theirs = theirs[:, 0]  # the same drop on every channel
-    elif method == "smoothgrad":
-        theirs = theirs.abs().amax(1)  # noise 0: the gradient, reduced as ours is
-    else:
-        theirs = theirs.sum(1)
+    theirs = reference.to_map(reference.build(smooth_model, x, 2, full, value)().detach(), full)
     torch.testing.assert_close(ours.map, theirs, rtol=1e-4, atol=1e-6)
 
 
 def test_captum_is_not_compared_where_it_computes_something_else():
     def comparable(method, size=(224, 224), **settings):
-        return bench_captum.comparable(method, engines.method_info(method).settings(settings), size)
+        return bench_peers.reference(method, engines.method_info(method).settings(settings), size) is not None
 
     assert comparable("occlusion") and comparable("gradient_x_input")
     assert not comparable("gradient_x_input", baseline="grey")
@@ -171,22 +136,22 @@ def test_peak_memory_sees_a_large_temporary_and_not_a_small_one():
 # --------------------------------------------------------------------------- the report
 
 
-def _result(ours, floor, captum_best, peak, shared=(1.0, 1.0), live=(0.05, 0.04)):
+def _result(ours, floor, peer_best, peak, shared=(1.0, 1.0), live=(0.05, 0.04)):
     def row(name, a, b, best=None, p=0):
-        return {"name": name, "floor_batches": [1], "captum_label": "X" if best else "", "captum_best": [best] if best else [],
-                "captum_best_setting": "k=1", "peak_ours": p, "peak_captum": 0,
-                "medians": {"ours": a, "floor": b, "captum_default": best or float("nan"), "captum_best": best or float("nan")}}
+        return {"name": name, "floor_batches": [1], "peer_label": "X" if best else "", "peer_best": [best] if best else [],
+                "peer_best_setting": "k=1", "peak_ours": p, "peak_peer": 0,
+                "medians": {"ours": a, "floor": b, "peer_default": best or float("nan"), "peer_best": best or float("nan")}}
 
     return {"model": "m", "device": "cpu", "device_name": "x", "threads": 2, "torch": "t", "image": "i", "target": 1,
-            "repeats": 3, "quick": False, "rows": [row("a", ours, floor, captum_best, peak)],
+            "repeats": 3, "quick": False, "rows": [row("a", ours, floor, peer_best, peak)],
             "extras": [row("shared", *shared), row("live", *live)], "oise_quality": None}
 
 
 def test_the_report_marks_met_and_missed_targets():
     met = bench_report.markdown(_result(1.0, 1.0, 1.2, 10 * 1024**2))
-    assert "✓ ≤1.15× floor" in met and "✓ ≤ Captum fastest" in met and "✓ < 2 GB" in met and "✗" not in met
+    assert "✓ ≤1.15× floor" in met and "✓ ≤ peer fastest" in met and "✓ < 2 GB" in met and "✗" not in met
     missed = bench_report.markdown(_result(1.3, 1.0, 1.2, 3 * 1024**3, shared=(1.5, 1.0), live=(0.1, 0.04)))
-    assert "✗ ≤1.15× floor" in missed and "✗ ≤ Captum fastest" in missed and "✗ < 2 GB" in missed
+    assert "✗ ≤1.15× floor" in missed and "✗ ≤ peer fastest" in missed and "✗ < 2 GB" in missed
     assert "✗ ≤ 1.3×" in missed and "+60 ms" in missed and "✗ ≤ +20 ms" in missed
 
 
@@ -204,8 +169,8 @@ def test_quick_run_on_the_shapes_model_writes_every_row(tmp_path, capsys):
     for row in result["rows"]:
         assert len(row["ours"]) == 1 and len(row["floor"]) == 1 and row["medians"]["ours"] > 0
     by_name = {r["name"]: r for r in result["rows"]}
-    assert by_name["integrated_gradients"]["captum_best_setting"].startswith("internal_batch_size=")
-    assert by_name["occlusion"]["captum_label"] == "Occlusion" and not by_name["oise"]["captum_label"]
+    assert by_name["integrated_gradients"]["peer_best_setting"].startswith("internal_batch_size=")
+    assert by_name["occlusion"]["peer_label"] == "Captum Occlusion" and not by_name["oise"]["peer_label"]
     printed = capsys.readouterr().out
     assert "| integrated_gradients |" in printed and "explain_many" in printed and "occlude" in printed
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import engines
-from helpers import snapshot
+from engines.models.catalogue import freeze
+from helpers import Counting, snapshot
 
 METHODS = engines.methods()
 
@@ -69,7 +70,7 @@ def test_model_is_left_untouched(name, smooth_model, small_images):
 @pytest.mark.parametrize("name", METHODS)
 def test_registry_record_is_complete(name):
     info = engines.method_info(name)
-    assert info.family in engines.FAMILIES and info.label and info.summary and info.reference
+    assert info.family in engines.method_families() and info.label and info.summary and info.reference
     settings = info.settings()
     assert set(settings) == {p.name for p in info.params}
     cost = info.cost(settings, 10)
@@ -148,3 +149,19 @@ def test_the_clean_graph_is_kept_only_for_methods_that_share_the_gradient(name, 
         ctx = Context(smooth_model, small_images, graph=False)
         _, saliency, _ = info.compute(ctx, **info.settings(fast_settings(name)))
         torch.testing.assert_close(saliency, result.map, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_the_record_counts_every_pass_the_method_makes(name):
+    """The cost in the record (clean pass included) is what one image really costs; gradient flow's
+    is its longest path, so an early stop costs less, never more."""
+    model = freeze(Counting())
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
+    settings = fast_settings(name)
+    engines.explain(model, x, name, target=2, **settings)
+    cost = engines.method_info(name).cost(settings, 5, (8, 8))
+    done = (sum(model.forward_items), sum(model.backward_items))
+    if name == "gradient_flow":
+        assert done[0] <= cost.forward and done[1] <= cost.backward
+    else:
+        assert done == (cost.forward, cost.backward)

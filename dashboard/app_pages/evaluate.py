@@ -67,11 +67,11 @@ with st.expander("Evaluation settings"):
     steps = columns[0].slider("Deletion / insertion steps", 10, 100, 25, step=5, key=state.EVAL_STEPS,
                               help="Points on the deletion and insertion curves, one forward pass each. 25 keeps "
                                    "the page quick on a CPU; the areas change little with more.")
-    deletion_fill = columns[1].selectbox("Deleted pixels become", engines.core.fills.OCCLUSION_FILLS, index=0,
+    deletion_fill = columns[1].selectbox("Deleted pixels become", engines.OCCLUSION_FILLS, index=0,
                                          key=state.EVAL_DELETION_FILL, help="RISE deletes to black.")
     insertion_start = columns[2].selectbox(
-        "Insertion starts from", engines.core.fills.OCCLUSION_FILLS,
-        index=engines.core.fills.OCCLUSION_FILLS.index("blur"), key=state.EVAL_INSERTION_START,
+        "Insertion starts from", engines.OCCLUSION_FILLS,
+        index=engines.OCCLUSION_FILLS.index("blur"), key=state.EVAL_INSERTION_START,
         help="RISE starts from a blurred copy; black is the empty start.")
     ranking = columns[3].selectbox(
         "Rank the pixels of signed maps by", RANKINGS, key=state.EVAL_RANKING,
@@ -98,7 +98,7 @@ def method_json(name: str) -> str:
 # ---------------------------------------------------------------- deletion, insertion, allegiance
 st.header("Deletion, insertion and allegiance")
 forwards = 2 * (steps + 1) + 2 * (len(engines.PAPER_FRACTIONS) + 1)
-seconds = len(chosen) * loaded.estimate_seconds(engines.core.registry.Cost(forwards, 0))
+seconds = len(chosen) * loaded.estimate_seconds(engines.Cost(forwards, 0))
 curves = {}
 try:
     with st.spinner(f"Deleting and inserting pixels: {len(chosen) * forwards} forward passes, "
@@ -138,7 +138,7 @@ st.caption(
     "model learned. This runs on a copy; the shared model is never touched."
 )
 try:
-    layer_steps = len(engines.evaluation.metrics.randomisation_steps(loaded.model))
+    layer_steps = len(engines.randomisation_steps(loaded.model))
 except ValueError as error:
     st.error(f"This model cannot be randomised: {error}")
     layer_steps = 0

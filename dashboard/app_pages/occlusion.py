@@ -17,10 +17,10 @@ import engines
 from dashboard import resources, state, views, widgets
 from dashboard.selection import Selection, current
 
-# Maps that take a few passes (active/inactive with the dashboard's top-K rivals): offered first.
-CHEAP = ("gradient", "gradient_x_input", "integrated_gradients", "positive", "negative", "active", "inactive")
+# Maps whose record says they are cheap enough to compute while a person waits: offered first.
+CHEAP = tuple(m for m in engines.methods() if engines.method_info(m).live)
 
-FILLS = engines.core.fills.OCCLUSION_FILLS
+FILLS = engines.OCCLUSION_FILLS
 FILL_LABELS = {
     "black": "black (0)", "white": "white (1)", "grey": "grey (0.5)", "mean": "the image's mean colour",
     "blur": "a blurred copy", "noise": "uniform noise", "gaussian_noise": "noise in the image's colours",
@@ -126,7 +126,7 @@ except (ValueError, engines.OutOfMemory) as error:
 saliency = ranked.map.abs() if ranking == "magnitude" else ranked.map  # (1, H, W)
 
 curves: dict[str, engines.Curve] = {}
-estimate = loaded.estimate_seconds(engines.core.registry.Cost(forward=CURVE_FORWARD_PASSES, backward=0))
+estimate = loaded.estimate_seconds(engines.Cost(forward=CURVE_FORWARD_PASSES, backward=0))
 try:
     with st.spinner(f"Computing the deletion, insertion and allegiance curves of this map (about {estimate:.0f} s, "
                     "once)…"):

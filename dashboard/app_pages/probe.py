@@ -75,7 +75,7 @@ patch = columns[0].select_slider(
 span = columns[1].slider(
     "Largest step ±t (pixel units)", 0.05, 1.0, step=0.05, key=state.PROBE_SPAN,
     help="The region is brightened (t > 0) and darkened (t < 0) by up to this much; pixels stay in [0, 1].")
-grid = engines.families.nonlinear.region_grid(height, width, patch)
+grid = engines.region_grid(height, width, patch)
 apply_click(patch, grid.rows, grid.cols)
 for key, last in ((state.PROBE_ROW, grid.rows - 1), (state.PROBE_COL, grid.cols - 1)):
     value = st.session_state.get(key)

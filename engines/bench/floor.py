@@ -5,7 +5,7 @@ passes, one forward with many backward passes over it), and `run_plan` does just
 the model, at a given batch size, with inputs built once beforehand: no perturbations, no
 bookkeeping, nothing but the model. No implementation of the same algorithm can beat it, so a
 method's time over its floor's time is the overhead of everything else it does. The plans are
-checked against the registry's own pass counts (`MethodInfo.cost`) by the tests.
+each method's registered plan (`register(..., plan=...)`, which also gives its cost).
 """
 
 from __future__ import annotations
@@ -13,81 +13,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from engines.families.nonlinear import _nonzero_steps, _regions
-from engines.families.occlusion import _occlusion_cost
-from engines.core.registry import Cost
-
-
-@dataclass(frozen=True)
-class Stage:
-    """`repeats` × (`items` passes of one `kind`), one repeat after the other.
-
-    kind "forward": forward passes without a graph; "gradient": forward + backward passes, one
-    per item; "vjp": one forward pass with its graph, then `items` backward passes over it.
-    Items of one repeat may be batched; repeats are sequential (each depends on the last).
-    """
-
-    kind: str
-    items: int
-    repeats: int = 1
-
-    @property
-    def cost(self) -> Cost:
-        if self.kind == "forward":
-            return Cost(self.items * self.repeats, 0)
-        if self.kind == "gradient":
-            return Cost(self.items * self.repeats, self.items * self.repeats)
-        return Cost(self.repeats, self.items * self.repeats)
-
-
-def _rivals(settings: dict, num_classes: int) -> int:
-    return num_classes - 1 if settings["rivals"] is None else min(settings["rivals"], num_classes - 1)
-
-
-PLANS: dict[str, Callable[[dict, int, tuple[int, int]], list[Stage]]] = {
-    "gradient": lambda s, k, hw: [Stage("gradient", 1)],
-    "gradient_x_input": lambda s, k, hw: [Stage("gradient", 1)],
-    "smoothgrad": lambda s, k, hw: [Stage("forward", 1), Stage("gradient", s["samples"])],
-    "integrated_gradients": lambda s, k, hw: [Stage("forward", 1), Stage("gradient", s["steps"])],
-    "positive": lambda s, k, hw: [Stage("gradient", 1)],
-    "negative": lambda s, k, hw: [Stage("gradient", 1)],
-    "active": lambda s, k, hw: [Stage("vjp", 1 + _rivals(s, k))],
-    "inactive": lambda s, k, hw: [Stage("vjp", 1 + _rivals(s, k))],
-    "secant": lambda s, k, hw: [
-        Stage("forward", 1 + (2 if s["direction"] == "central" else 1) * _regions(s["patch"], hw))
-    ],
-    "nonlinearity": lambda s, k, hw: [
-        Stage("gradient", 1), Stage("forward", _nonzero_steps(s["points"]) * _regions(s["patch"], hw))
-    ],
-    "gradient_flow": lambda s, k, hw: [Stage("gradient", 1, repeats=s["steps"] + 1)],
-    "oise": lambda s, k, hw: [
-        Stage("forward", 1), Stage("forward", s["chains"], repeats=max(1, s["queries"] // s["chains"]))
-    ],
-    "extremal": lambda s, k, hw: [Stage("forward", 1), Stage("gradient", 1, repeats=s["iterations"])],
-    "occlusion": lambda s, k, hw: [Stage("forward", 1 + _occlusion_cost(s, k, hw).forward)],
-}
-"""Each method's passes for one image: `plan(settings, num_classes, (H, W)) -> stages`.
-
-Every plan includes the clean forward pass that gives the `Explanation` its logits (and the
-target): the registry's counts leave it out for `CLEAN_PASS_UNCOUNTED`. Gradient flow's plan is
-its longest path; the benchmark passes the number of steps the image really took."""
-
-CLEAN_PASS_UNCOUNTED = ("smoothgrad", "integrated_gradients", "oise", "extremal", "occlusion")
+from engines.core.registry import Stage, method_info, plan_cost  # noqa: F401  (plan_cost: part of this module's API)
 
 
 def plan(method: str, settings: dict, num_classes: int, size: tuple[int, int]) -> list[Stage]:
-    """The stages of `method` with full `settings`; KeyError for a method without a plan."""
-    return PLANS[method](settings, num_classes, tuple(size))
-
-
-def plan_cost(stages: list[Stage]) -> Cost:
-    """Forward and backward passes of a whole plan."""
-    return Cost(sum(s.cost.forward for s in stages), sum(s.cost.backward for s in stages))
+    """The stages of `method` with full `settings`: its registered plan (`MethodInfo.plan`)."""
+    return method_info(method).plan_fn(settings, num_classes, tuple(size))
 
 
 def _chunks(total: int, batch: int) -> list[int]:

@@ -1,12 +1,12 @@
-"""Benchmark: every registered method against Captum and against its pass floor, in one process.
+"""Benchmark: every registered method against its peer (Captum, pytorch-grad-cam, TorchRay) and its pass floor.
 
     python -m engines.bench [--quick] [--device cpu|cuda] [--model efficientnet_lite0]
                             [--repeats 5] [--methods a,b] [--set active.rivals=100] [--json bench.json]
 
 For each method, on the same model, image, target and settings: our median seconds; the pass
 floor's (`bench_floor`: a bare loop doing exactly the method's passes at its fastest batch size);
-Captum's at its default batching and at its fastest (`bench_captum`), where Captum has the
-method; the ratios; and the peak memory of one call. Contestants are timed in turns after a
+its peer's (the first installed one of its record's `peers`) at its default batching and at its
+fastest (`bench_peers`), where a peer computes the same map; the ratios; and the peak memory of one call. Contestants are timed in turns after a
 warm-up (`bench_timing`), so the ratios hold on a noisy machine. Three more rows check the
 dashboard's promises: the four one-gradient maps together through `explain_many`, the
 live-occlusion call, and OISE's time and deletion AUC against the authors' 5000-query budget.
@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 import torch
 
-from engines.bench import captum as bench_captum
+from engines.bench import peers as bench_peers
 from engines.bench import floor as bench_floor
 from engines.bench import report as bench_report
 from engines.bench.timing import median, peak_memory, synchroniser, time_in_turns
@@ -41,20 +41,8 @@ from engines.cli.settings import given_settings, parse_settings
 
 def quick_settings(method: str, size: tuple[int, int]) -> dict:
     """Settings of `--quick`: every method still runs its real code, on a handful of passes
-    (regions and windows of half the image's shorter side)."""
-    half = max(1, min(size) // 2)
-    return {
-        "smoothgrad": {"samples": 2},
-        "integrated_gradients": {"steps": 2},
-        "active": {"rivals": 2},
-        "inactive": {"rivals": 2},
-        "secant": {"patch": half},
-        "nonlinearity": {"patch": half, "points": 3},
-        "gradient_flow": {"steps": 1},
-        "oise": {"queries": 8, "chains": 4},
-        "extremal": {"iterations": 1},
-        "occlusion": {"window": half, "stride": half},
-    }.get(method, {})
+    (its record's `quick` settings)."""
+    return method_info(method).quick(size)
 
 
 SHARED = ("gradient", "gradient_x_input", "positive", "negative")
@@ -70,18 +58,18 @@ class Row:
     ours: list[float]
     floor: list[float]
     floor_batches: list[int] = field(default_factory=list)
-    captum_label: str = ""
-    captum_default: list[float] = field(default_factory=list)
-    captum_best: list[float] = field(default_factory=list)
-    captum_best_setting: str = ""
+    peer_label: str = ""
+    peer_default: list[float] = field(default_factory=list)
+    peer_best: list[float] = field(default_factory=list)
+    peer_best_setting: str = ""
     peak_ours: int = 0
-    peak_captum: int = 0
+    peak_peer: int = 0
     note: str = ""
 
     def medians(self) -> dict[str, float]:
         return {
             "ours": median(self.ours), "floor": median(self.floor),
-            "captum_default": median(self.captum_default), "captum_best": median(self.captum_best),
+            "peer_default": median(self.peer_default), "peer_best": median(self.peer_best),
         }
 
 
@@ -106,8 +94,8 @@ def repeats_for(args: argparse.Namespace, call_seconds: float) -> int:
     return min(args.repeats, 3) if call_seconds > LONG_CALL_SECONDS else args.repeats
 
 
-def _fastest_captum(reference, model, x, target, settings, sync, quick: bool) -> tuple[Any, float]:
-    """Captum's fastest batching value among its candidates: `(value, seconds)`, by the best of
+def _fastest_peer(reference, model, x, target, settings, sync, quick: bool) -> tuple[Any, float]:
+    """The peer's fastest batching value among its candidates: `(value, seconds)`, by the best of
     two timed calls per candidate after an untimed one (quick: one call, untimed warm-up none)."""
     best, best_seconds = reference.default, float("inf")
     candidates = reference.candidates(settings)
@@ -129,7 +117,7 @@ def _as_run(method: str, settings: dict, loaded, x: torch.Tensor, target: int) -
 
 
 def bench_method(loaded, x, target: int, method: str, settings: dict, args) -> Row:
-    """Ours, the floor and (where Captum has the method) Captum at its default and fastest."""
+    """Ours, the floor and (where a peer computes the same map) the peer at its default and fastest."""
     model, sync = loaded.model, synchroniser(loaded.device)
     full = method_info(method).settings(settings)
     ours = lambda: explain(loaded, x, method, target=target, **settings)  # noqa: E731
@@ -139,26 +127,26 @@ def bench_method(loaded, x, target: int, method: str, settings: dict, args) -> R
     batches = bench_floor.fastest_batches(model, x, stages, target, sync=sync, budget=args.budget, ends_only=args.quick)
     contestants = {"ours": ours, "floor": lambda: bench_floor.run_plan(model, x, stages, batches, target)}
     row = Row(method, full, [], [], floor_batches=batches)
-    reference = bench_captum.REFERENCES.get(method)
-    if args.captum and reference is not None and bench_captum.comparable(method, full, tuple(x.shape[2:])):
-        row.captum_label = reference.label
-        contestants["captum_default"] = reference.build(model, x, target, full, reference.default)
+    reference = bench_peers.reference(method, full, tuple(x.shape[2:])) if args.peers else None
+    if reference is not None:
+        row.peer_label = reference.label
+        contestants["peer_default"] = reference.build(model, x, target, full, reference.default)
         if reference.knob is not None:
-            value, _ = _fastest_captum(reference, model, x, target, full, sync, args.quick)
-            row.captum_best_setting = f"{reference.knob}={value}"
-            contestants["captum_best"] = reference.build(model, x, target, full, value)
-    if "captum_default" in contestants:
-        contestants["captum_default"]()  # every other contestant is warm already
+            value, _ = _fastest_peer(reference, model, x, target, full, sync, args.quick)
+            row.peer_best_setting = f"{reference.knob}={value}"
+            contestants["peer_best"] = reference.build(model, x, target, full, value)
+    if "peer_default" in contestants:
+        contestants["peer_default"]()  # every other contestant is warm already
     times = time_in_turns(contestants, repeats_for(args, call_seconds), sync, warm_up=0)
     row.ours, row.floor = times["ours"], times["floor"]
-    row.captum_default = times.get("captum_default", [])
-    row.captum_best = times.get("captum_best", row.captum_default if "captum_default" in times else [])
-    if not row.captum_best_setting and row.captum_label:
-        row.captum_best_setting = "no batching knob"
+    row.peer_default = times.get("peer_default", [])
+    row.peer_best = times.get("peer_best", row.peer_default if "peer_default" in times else [])
+    if not row.peer_best_setting and row.peer_label:
+        row.peer_best_setting = "no batching knob"
     if args.memory:
         row.peak_ours = peak_memory(ours, loaded.device)
-        if "captum_default" in contestants:
-            row.peak_captum = peak_memory(contestants["captum_default"], loaded.device)
+        if "peer_default" in contestants:
+            row.peak_peer = peak_memory(contestants["peer_default"], loaded.device)
     return row
 
 
@@ -223,7 +211,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per contestant (default 5; quick 2)")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
                         help="change a method's setting from its default (repeatable)")
-    parser.add_argument("--no-captum", dest="captum", action="store_false", help="leave Captum out")
+    parser.add_argument("--no-peers", dest="peers", action="store_false",
+                        help="leave the peers (Captum, pytorch-grad-cam, TorchRay) out")
     parser.add_argument("--oise-reference", type=int, default=None,
                         help="OISE queries to compare the default budget with (default 5000; quick: skipped)")
     parser.add_argument("--oise-images", type=int, default=1,
@@ -248,9 +237,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     # Only what was asked for, so --quick's small settings do not override it; values as checked.
     args.given = {m: {name: checked[m][name] for name in names}
                   for m, names in given_settings(args.set, args.methods).items()}
-    if args.captum and not bench_captum.captum_available():
-        print("Captum is not installed (pip install -r requirements-test.txt): its columns stay empty.", file=sys.stderr)
-        args.captum = False
+    if args.peers and not bench_peers.any_available():
+        print("No peer library is installed (pip install -r requirements-test.txt): their columns stay empty.",
+              file=sys.stderr)
+        args.peers = False
     return args
 
 

@@ -1,8 +1,10 @@
-"""One record per saliency method: what it is, its settings, its cost, and the code that computes it.
+"""One record per saliency method: everything the project knows about it, registered in its own file.
 
 Registering a method (the `register` decorator) makes it appear in `engines.methods()`, in the
-dashboard's method picker (whose widgets are built from its `Param` list) and in the contract
-tests, which run on every registered method.
+dashboard's method picker (whose widgets are built from its `Param` list, under its family, and
+in the live-occlusion picker when it is `live`), in the audit, in the benchmark (its pass-floor
+`plan`, its `quick` settings and its `peers`) and in the contract tests, which run on every
+registered method. Families come from the registrations, in the order they first appear.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
-
-FAMILIES = ("linear", "signed", "nonlinear", "mask", "occlusion")
 
 
 @dataclass(frozen=True)
@@ -89,13 +89,84 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """`repeats` × (`items` passes of one `kind`), one repeat after the other: a method's passes.
+
+    kind "forward": forward passes without a graph; "gradient": forward + backward passes, one
+    per item; "vjp": one forward pass with its graph, then `items` backward passes over it.
+    Items of one repeat may be batched; repeats are sequential (each depends on the last).
+    """
+
+    kind: str
+    items: int
+    repeats: int = 1
+
+    def __post_init__(self):
+        if self.kind not in ("forward", "gradient", "vjp"):
+            raise ValueError(f"a stage's kind is 'forward', 'gradient' or 'vjp'; got {self.kind!r}")
+
+    @property
+    def cost(self) -> Cost:
+        if self.kind == "forward":
+            return Cost(self.items * self.repeats, 0)
+        if self.kind == "gradient":
+            return Cost(self.items * self.repeats, self.items * self.repeats)
+        return Cost(self.repeats, self.items * self.repeats)
+
+
+def plan_cost(stages: list[Stage]) -> Cost:
+    """Forward and backward passes of a whole plan."""
+    return Cost(sum(s.cost.forward for s in stages), sum(s.cost.backward for s in stages))
+
+
+Plan = Callable[[dict, int, tuple[int, int]], list[Stage]]
+"""`plan(settings, num_classes, (H, W)) -> stages`: every pass one image costs, the clean pass
+that gives the explanation its logits included (one convention for every method)."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another library's implementation of the same map: the oracle in the tests, the reference
+    in the benchmark and the faithfulness tables.
+
+    `build(model, x, target, settings, knob)` returns a call computing their attribution with our
+    settings; `to_map(their_output, settings)` turns it into our `(N, H, W)` map. `knob` names their batching argument
+    (None when there is none), `default` its value when left out, `candidates(settings)` the
+    values worth trying for their fastest setting. `comparable(settings, (H, W))` says whether
+    they compute what we compute with these settings. `library` is the module to import.
+    """
+
+    library: str
+    label: str
+    build: Callable[..., Callable[[], Any]] = field(repr=False)
+    to_map: Callable[[Any, dict], Any] = field(repr=False)
+    knob: Optional[str] = None
+    default: Any = None
+    candidates: Callable[[dict], list] = field(default=lambda settings: [], repr=False)
+    comparable: Callable[[dict, tuple[int, int]], bool] = field(default=lambda settings, size: True, repr=False)
+
+    def available(self) -> bool:
+        """Whether the peer's library is installed (peers are test and benchmark dependencies)."""
+        import importlib.util
+
+        try:
+            return importlib.util.find_spec(self.library) is not None
+        except (ImportError, ValueError):
+            return False
+
+
+@dataclass(frozen=True)
 class MethodInfo:
     """Everything known about a method before it runs.
 
     `compute(ctx, **settings)` returns `(attribution (N, C, H, W) or None, map (N, H, W), signed)`.
-    `cost(settings, num_classes, size)` says how many passes one image of `size` (H, W) needs.
-    `shares_gradient` says the method uses the clean pass's gradient (`Context.gradient`), so
-    that pass must keep its graph; the others get a cheaper forward pass without one.
+    `plan(settings, num_classes, size)` lists the passes one image of `size` (H, W) needs, and
+    `cost` counts them (the clean pass included). `shares_gradient` says the method uses the clean
+    pass's gradient (`Context.gradient`), so that pass must keep its graph; the others get a
+    cheaper forward pass without one. `quick(size)` gives settings that run the method's real
+    code on a handful of passes (the benchmark's `--quick`, fast tests). `peers` are other
+    libraries' implementations of the same map. `live` says the map is cheap enough to compute
+    while a person waits on the live-occlusion page.
     """
 
     name: str
@@ -106,8 +177,11 @@ class MethodInfo:
     reference: str
     params: tuple[Param, ...]
     compute: Callable[..., tuple] = field(repr=False)
-    cost_fn: Callable[[dict, int, tuple[int, int]], Cost] = field(repr=False)
+    plan_fn: Plan = field(repr=False)
     shares_gradient: bool = False
+    quick_fn: Callable[[tuple[int, int]], dict] = field(default=lambda size: {}, repr=False)
+    peers: tuple[Peer, ...] = ()
+    live: bool = False
 
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
@@ -126,9 +200,21 @@ class MethodInfo:
             )
         return {name: p.check(given.get(name, p.default)) for name, p in known.items()}
 
+    def plan(self, settings: Optional[dict] = None, num_classes: int = 1000, size: tuple[int, int] = (224, 224)) -> list[Stage]:
+        """The passes one image of `size` (H, W) pixels needs, as stages (the clean pass included)."""
+        return self.plan_fn(self.settings(settings), num_classes, tuple(size))
+
     def cost(self, settings: Optional[dict] = None, num_classes: int = 1000, size: tuple[int, int] = (224, 224)) -> Cost:
         """Passes one image of `size` (H, W) pixels needs with these settings and `num_classes`."""
-        return self.cost_fn(self.settings(settings), num_classes, tuple(size))
+        return plan_cost(self.plan(settings, num_classes, size))
+
+    def quick(self, size: tuple[int, int] = (224, 224)) -> dict:
+        """Settings that run the real code on a handful of passes for `(H, W)` images."""
+        return self.quick_fn(tuple(size))
+
+    def peer(self) -> Optional[Peer]:
+        """The first peer whose library is installed, or None."""
+        return next((p for p in self.peers if p.available()), None)
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
@@ -143,22 +229,36 @@ def register(
     summary: str,
     reference: str,
     params: tuple[Param, ...] = (),
-    cost: Callable[[dict, int, tuple[int, int]], Cost],
+    plan: Plan,
     shares_gradient: bool = False,
+    quick: Callable[[tuple[int, int]], dict] = lambda size: {},
+    peers: tuple[Peer, ...] = (),
+    live: bool = False,
 ) -> Callable:
-    """Decorator: registers `compute(ctx, **settings)` as the method `name`."""
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}")
+    """Decorator: registers `compute(ctx, **settings)` as the method `name` with its whole record."""
+    if not family or not family.isidentifier():
+        raise ValueError(f"a family is a short lower-case name; got {family!r}")
 
     def wrap(compute: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is registered twice")
         _REGISTRY[name] = MethodInfo(
-            name, label, family, signed, summary, reference, params, compute, cost, shares_gradient
+            name, label, family, signed, summary, reference, params, compute, plan, shares_gradient,
+            quick, tuple(peers), live,
         )
         return compute
 
     return wrap
+
+
+def unregister(name: str) -> None:
+    """Removes a method (for tests that register a throwaway one); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
+def method_families() -> list[str]:
+    """The families of the registered methods, in the order they were first registered."""
+    return list(dict.fromkeys(info.family for info in _REGISTRY.values()))
 
 
 def method_names() -> list[str]:

@@ -15,7 +15,7 @@ import torch
 from engines.core import passes
 from engines.core.explain import Context
 from engines.core.fills import FILLS, fill_image
-from engines.core.registry import Cost, Param, register
+from engines.core.registry import Param, Peer, Stage, register
 
 REDUCTIONS = ("max_abs", "sum")
 RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -40,6 +40,50 @@ def _reduce_param(default: str) -> Param:
 BASELINE = Param("baseline", "black", "choice", "Reference image the attribution is measured from.", choices=FILLS)
 
 
+def _powers(top: int, cap: int = 64) -> list[int]:
+    """1, 2, 4, … up to `top` (and `cap`), plus `top` itself when it is smaller than `cap`: the
+    batch sizes worth trying for a peer's fastest setting."""
+    sizes = [2**i for i in range(8) if 2**i <= min(top, cap)]
+    return sizes + ([top] if top <= cap and top not in sizes else [])
+
+
+def _as_map(attribution: torch.Tensor, settings: dict) -> torch.Tensor:
+    """A peer's per-channel attribution reduced to a map as ours is (the `reduce` setting)."""
+    return reduce_channels(attribution, settings["reduce"])
+
+
+def _captum_saliency(model, x, target, settings, knob):
+    from captum.attr import Saliency
+
+    return lambda: Saliency(model).attribute(x, target=target, abs=False)
+
+
+def _captum_input_x_gradient(model, x, target, settings, knob):
+    from captum.attr import InputXGradient
+
+    return lambda: InputXGradient(model).attribute(x, target=target)
+
+
+def _captum_integrated_gradients(model, x, target, settings, knob):
+    from captum.attr import IntegratedGradients
+
+    baseline = fill_image(x, settings["baseline"])
+    return lambda: IntegratedGradients(model).attribute(
+        x, baselines=baseline, target=target, n_steps=settings["steps"], method=settings["rule"],
+        internal_batch_size=knob,
+    )
+
+
+def _captum_smoothgrad(model, x, target, settings, knob):
+    from captum.attr import NoiseTunnel, Saliency
+
+    sigma = settings["noise"] * float(x.max() - x.min())  # our σ: a fraction of the image's range
+    return lambda: NoiseTunnel(Saliency(model)).attribute(
+        x, nt_type="smoothgrad", nt_samples=settings["samples"], nt_samples_batch_size=knob, stdevs=sigma,
+        target=target, abs=False,
+    )
+
+
 @register(
     "gradient",
     label="Gradient",
@@ -48,8 +92,10 @@ BASELINE = Param("baseline", "black", "choice", "Reference image the attribution
     summary="The tangent plane: how the class logit changes for an infinitesimal change of each pixel.",
     reference="Simonyan, Vedaldi, Zisserman 2014; the 'original' map of Llorente et al. 2023",
     params=(_reduce_param("max_abs"),),
-    cost=lambda s, k, hw: Cost(1, 1),
+    plan=lambda s, k, hw: [Stage("gradient", 1)],
     shares_gradient=True,
+    peers=(Peer("captum", "Captum Saliency", _captum_saliency, _as_map),),
+    live=True,
 )
 def gradient(ctx: Context, reduce: str) -> tuple:
     """`g_c = ∂s_c/∂x` (signed attribution); map = max over channels of |g| by default."""
@@ -65,8 +111,12 @@ def gradient(ctx: Context, reduce: str) -> tuple:
     summary="The gradient weighted by how far each pixel is from a baseline (black by default).",
     reference="Shrikumar et al. 2016",
     params=(BASELINE, _reduce_param("sum")),
-    cost=lambda s, k, hw: Cost(1, 1),
+    plan=lambda s, k, hw: [Stage("gradient", 1)],
     shares_gradient=True,
+    # Captum's InputXGradient measures from black only.
+    peers=(Peer("captum", "Captum InputXGradient", _captum_input_x_gradient, _as_map,
+                comparable=lambda s, hw: s["baseline"] == "black"),),
+    live=True,
 )
 def gradient_x_input(ctx: Context, baseline: str, reduce: str) -> tuple:
     """`g_c ⊙ (x − baseline)`; the map is the signed channel sum by default."""
@@ -100,7 +150,10 @@ def smoothgrad_noise(samples: int, shape: tuple[int, ...], seed: Optional[int]) 
               none_means="fresh randomness"),
         _reduce_param("max_abs"),
     ),
-    cost=lambda s, k, hw: Cost(s["samples"], s["samples"]),
+    plan=lambda s, k, hw: [Stage("forward", 1), Stage("gradient", s["samples"])],
+    quick=lambda size: {"samples": 2},
+    peers=(Peer("captum", "Captum NoiseTunnel(Saliency)", _captum_smoothgrad, _as_map,
+                knob="nt_samples_batch_size", candidates=lambda s: _powers(s["samples"])),),
 )
 def smoothgrad(ctx: Context, samples: int, noise: float, seed: Optional[int], reduce: str) -> tuple:
     """Mean over n samples of `g_c(clip(x + ε))`, `ε ~ N(0, σ²)`, σ = noise × (max − min of x)."""
@@ -151,7 +204,11 @@ def quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         Param("rule", "gausslegendre", "choice", "Quadrature rule along the path.", choices=RULES),
         _reduce_param("sum"),
     ),
-    cost=lambda s, k, hw: Cost(s["steps"], s["steps"]),
+    plan=lambda s, k, hw: [Stage("forward", 1), Stage("gradient", s["steps"])],
+    quick=lambda size: {"steps": 2},
+    peers=(Peer("captum", "Captum IntegratedGradients", _captum_integrated_gradients, _as_map,
+                knob="internal_batch_size", candidates=lambda s: _powers(s["steps"])),),
+    live=True,
 )
 def integrated_gradients(ctx: Context, steps: int, baseline: str, rule: str, reduce: str) -> tuple:
     """`(x − x') ⊙ Σ_k w_k g_c(x' + α_k (x − x'))`; sums to `s_c(x) − s_c(x')` up to quadrature error."""

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from engines.core import passes
 from engines.core.explain import Context
 from engines.core.fills import blur
-from engines.core.registry import Cost, Param, register
+from engines.core.registry import Param, Stage, register
 
 OISE_REFERENCE = "Thakur & Fischmeister 2020, arXiv:2006.09504 (ICPR); RISE upsampling: Petsiuk et al. 2018"
 EXTREMAL_REFERENCE = "Fong & Vedaldi, ICCV 2017; Fong, Patrick & Vedaldi, ICCV 2019 (TorchRay extremal perturbation)"
@@ -141,8 +141,9 @@ def target_probability(
     return probabilities.gather(-1, index)[..., 0]  # (K, N)
 
 
-def _oise_cost(s: dict, k: int, hw: tuple[int, int]) -> Cost:
-    return Cost(max(1, s["queries"] // s["chains"]) * s["chains"], 0)
+def _oise_plan(s: dict, k: int, hw: tuple[int, int]) -> list[Stage]:
+    """The clean pass, then one batched pass of `chains` masked images per step."""
+    return [Stage("forward", 1), Stage("forward", s["chains"], repeats=max(1, s["queries"] // s["chains"]))]
 
 
 @register(
@@ -165,7 +166,8 @@ def _oise_cost(s: dict, k: int, hw: tuple[int, int]) -> Cost:
         Param("eta", 0.02, "float", "Extra weight η·|Δp| given to cells that flipped.", low=0.0, high=1.0),
         Param("kappa", 0.96, "float", "κ: the map is max(S − κ·mean(S), 0).", low=0.9, high=1.0),
     ),
-    cost=_oise_cost,
+    plan=_oise_plan,
+    quick=lambda size: {"queries": 8, "chains": 4},
 )
 def oise(ctx: Context, queries: int, grid: int, chains: int, seed: int, p_on: float, eta: float, kappa: float) -> tuple:
     """OISE (Thakur & Fischmeister 2020, METHODS.md §4 steps 1–4), as K = `chains` chains.
@@ -312,7 +314,8 @@ def _extremal_objective(
         Param("variant", "preserve", "choice", "Preserve: the smallest region that keeps the score; "
               "delete: the region whose blurring destroys it.", choices=VARIANTS),
     ),
-    cost=lambda s, k, hw: Cost(s["iterations"], s["iterations"]),
+    plan=lambda s, k, hw: [Stage("forward", 1), Stage("gradient", 1, repeats=s["iterations"])],
+    quick=lambda size: {"iterations": 1},
 )
 def extremal(ctx: Context, area: float, iterations: int, variant: str) -> tuple:
     """Extremal perturbation (Fong & Vedaldi 2017; Fong, Patrick & Vedaldi 2019).

@@ -29,7 +29,7 @@ from torch import nn
 
 from engines.core import passes
 from engines.core.explain import Context, Target, as_module, check_images, resolve_target
-from engines.core.registry import Cost, Param, register
+from engines.core.registry import Param, Stage, register
 
 REFERENCE = (
     "Our nonlinear family, after Rosenzweig, Cvetkovic & Rosenzweig, 'When saliency goes off on a "
@@ -251,7 +251,10 @@ def _regions(patch: int, hw: tuple[int, int]) -> int:
     ),
     reference=REFERENCE,
     params=(EPSILON, PATCH, DIRECTION),
-    cost=lambda s, k, hw: Cost((2 if s["direction"] == "central" else 1) * _regions(s["patch"], hw) + 1, 0),
+    plan=lambda s, k, hw: [
+        Stage("forward", 1 + (2 if s["direction"] == "central" else 1) * _regions(s["patch"], hw))
+    ],
+    quick=lambda size: {"patch": max(1, min(size) // 2)},
 )
 def secant(ctx: Context, epsilon: float, patch: int, direction: str) -> tuple:
     """Finite-difference map at magnitude ε (pixel units, default 0.1) over patch × patch regions
@@ -302,8 +305,11 @@ def _nonzero_steps(points: int) -> int:
     ),
     reference=REFERENCE,
     params=(SPAN, POINTS, PATCH),
-    cost=lambda s, k, hw: Cost(_nonzero_steps(s["points"]) * _regions(s["patch"], hw) + 1, 1),
+    plan=lambda s, k, hw: [
+        Stage("gradient", 1), Stage("forward", _nonzero_steps(s["points"]) * _regions(s["patch"], hw))
+    ],
     shares_gradient=True,
+    quick=lambda size: {"patch": max(1, min(size) // 2), "points": 3},
 )
 def nonlinearity(ctx: Context, span: float, points: int, patch: int) -> tuple:
     """Off-the-tangent map: `NL_r` of `region_nonlinearity` over t in [−span, span] (pixel units,
@@ -477,8 +483,10 @@ def flow_path(
     ),
     reference=REFERENCE,
     params=(STEPS, STEP_SIZE),
-    cost=lambda s, k, hw: Cost(s["steps"] + 1, s["steps"] + 1),
+    # The longest path; the benchmark's floor takes the steps an image's path really takes.
+    plan=lambda s, k, hw: [Stage("gradient", 1, repeats=s["steps"] + 1)],
     shares_gradient=True,
+    quick=lambda size: {"steps": 1},
 )
 def gradient_flow(ctx: Context, steps: int, step_size: float) -> tuple:
     """Curved-path attribution of `flow_path` (at most `steps` steps, default 32, of L2 length

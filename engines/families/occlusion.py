@@ -20,8 +20,8 @@ import torch
 
 from engines.core import passes
 from engines.core.explain import Context, Target, as_module, check_images, resolve_target
-from engines.core.fills import OCCLUSION_FILLS, occlusion_fill
-from engines.core.registry import Cost, Param, register
+from engines.core.fills import OCCLUSION_FILLS, fill_image, occlusion_fill
+from engines.core.registry import Param, Peer, Stage, register
 
 """The image side (pixels) that cost estimates assume: the catalogue's ImageNet input size."""
 
@@ -126,11 +126,31 @@ def _axis_cover(starts: list[int], window: int, size: int, device: torch.device)
     return (pixel >= begin) & (pixel < begin + window)
 
 
-def _occlusion_cost(settings: dict, num_classes: int, hw: tuple[int, int]) -> Cost:
+def _occlusion_plan(settings: dict, num_classes: int, hw: tuple[int, int]) -> list[Stage]:
+    """The clean pass and one forward pass per window position (one window when it exceeds the image)."""
     window, stride = settings["window"], settings["stride"]
-    if window > min(hw):
-        return Cost(1, 0)
-    return Cost(len(window_starts(hw[0], window, stride)) * len(window_starts(hw[1], window, stride)), 0)
+    windows = 1 if window > min(hw) else len(window_starts(hw[0], window, stride)) * len(window_starts(hw[1], window, stride))
+    return [Stage("forward", 1 + windows)]
+
+
+def _captum_occlusion(model, x, target, settings, knob):
+    from captum.attr import Occlusion
+
+    window, stride = settings["window"], settings["stride"]
+    baseline = fill_image(x, settings["fill"])
+    return lambda: Occlusion(model).attribute(
+        x, sliding_window_shapes=(x.shape[1], window, window), strides=(x.shape[1], stride, stride),
+        baselines=baseline, target=target, perturbations_per_eval=knob,
+    )
+
+
+def _captum_comparable(settings: dict, size: tuple[int, int]) -> bool:
+    """Captum's Occlusion has no noise or darker/brighter fills, refuses strides longer than the
+    window, and its last window stops short of the edge unless the strides fit exactly (ours
+    always reaches the edge)."""
+    window, stride = settings["window"], settings["stride"]
+    fits = stride <= window and all(side >= window and (side - window) % stride == 0 for side in size)
+    return fits and settings["fill"] in ("black", "white", "grey", "mean", "blur")
 
 
 @register(
@@ -151,7 +171,11 @@ def _occlusion_cost(settings: dict, num_classes: int, hw: tuple[int, int]) -> Co
               unit="pixel units"),
         Param("seed", 0, "int", "Seed of the noise fills.", low=0, high=2**31 - 1),
     ),
-    cost=_occlusion_cost,
+    plan=_occlusion_plan,
+    quick=lambda size: {"window": max(1, min(size) // 2), "stride": max(1, min(size) // 2)},
+    peers=(Peer("captum", "Captum Occlusion", _captum_occlusion, lambda a, s: a[:, 0],  # the same drop on every channel
+                knob="perturbations_per_eval", default=1, candidates=lambda s: [2**i for i in range(8)],
+                comparable=_captum_comparable),),
 )
 def occlusion(ctx: Context, window: int, stride: int, fill: str, step: float, seed: int) -> tuple:
     """Zeiler & Fergus 2014: slide a `window`×`window` square with `stride` (pixels) over the

@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 
 from engines.core.explain import Context
-from engines.core.registry import Cost, Param, register
+from engines.core.registry import Param, Stage, register
 
 RIVALS = Param(
     "rivals", None, "int",
@@ -25,9 +25,9 @@ RIVALS = Param(
 REFERENCE = "Llorente, Boal, Sánchez-Úbeda 2023, arXiv:2309.12913"
 
 
-def _rival_cost(s: dict, k: int, hw: tuple[int, int]) -> Cost:
+def _rival_plan(s: dict, k: int, hw: tuple[int, int]) -> list[Stage]:
     m = k - 1 if s["rivals"] is None else min(s["rivals"], k - 1)
-    return Cost(1, 1 + m)
+    return [Stage("vjp", 1 + m)]  # one forward pass, the target's and each rival's backward pass
 
 
 @register(
@@ -37,8 +37,9 @@ def _rival_cost(s: dict, k: int, hw: tuple[int, int]) -> Cost:
     signed=False,
     summary="Where brightening a pixel raises the class score.",
     reference=REFERENCE,
-    cost=lambda s, k, hw: Cost(1, 1),
+    plan=lambda s, k, hw: [Stage("gradient", 1)],
     shares_gradient=True,
+    live=True,
 )
 def positive(ctx: Context) -> tuple:
     """ReLU(G), map = max over channels."""
@@ -53,8 +54,9 @@ def positive(ctx: Context) -> tuple:
     signed=False,
     summary="Where darkening a pixel raises the class score.",
     reference=REFERENCE,
-    cost=lambda s, k, hw: Cost(1, 1),
+    plan=lambda s, k, hw: [Stage("gradient", 1)],
     shares_gradient=True,
+    live=True,
 )
 def negative(ctx: Context) -> tuple:
     """ReLU(−G), map = max over channels."""
@@ -70,8 +72,10 @@ def negative(ctx: Context) -> tuple:
     summary="Where brightening a pixel raises the class more than any rival: its lead grows.",
     reference=REFERENCE,
     params=(RIVALS,),
-    cost=_rival_cost,
+    plan=_rival_plan,
     shares_gradient=True,
+    quick=lambda size: {"rivals": 2},
+    live=True,
 )
 def active(ctx: Context, rivals: Optional[int]) -> tuple:
     """G where G > g_k for every rival k (strictly), else 0; map = max over channels of |·|."""
@@ -89,8 +93,10 @@ def active(ctx: Context, rivals: Optional[int]) -> tuple:
     summary="Where darkening a pixel lowers the class less than any rival: its lead grows.",
     reference=REFERENCE,
     params=(RIVALS,),
-    cost=_rival_cost,
+    plan=_rival_plan,
     shares_gradient=True,
+    quick=lambda size: {"rivals": 2},
+    live=True,
 )
 def inactive(ctx: Context, rivals: Optional[int]) -> tuple:
     """G where G < g_k for every rival k (strictly), else 0; map = max over channels of |·|."""
