@@ -25,7 +25,8 @@ from torch import nn
 from engines.core import passes
 from engines.core.explain import Target, as_module, check_images, explain, resolve_target
 from engines.core.fills import occlusion_fill
-from engines.families.occlusion import check_fill, check_map, check_step, count_for, pixel_ranks
+from engines.core.checks import check_map
+from engines.families.occlusion import check_fill, check_step, count_for, pixel_ranks
 from engines.core.registry import method_info
 
 PAPER_FRACTIONS = (0.0, 0.03, 0.05, 0.07, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -251,15 +252,6 @@ def _check_mask(mask: Any, saliency: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-def _check_maps(saliency_map: Any) -> torch.Tensor:
-    if not isinstance(saliency_map, torch.Tensor) or saliency_map.dim() not in (2, 3):
-        raise ValueError("saliency_map must be a torch.Tensor of shape (N, H, W) or (H, W)")
-    saliency = saliency_map.detach().double()
-    if not torch.isfinite(saliency).all():
-        raise ValueError("saliency_map contains NaN or infinite values")
-    return saliency[None] if saliency.dim() == 2 else saliency
-
-
 def pointing_game(saliency_map: torch.Tensor, mask: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
     """Pointing game (Zhang et al., "Top-down neural attention by excitation backprop", 2016):
     `(N,)` bool, True where a pixel holding the map's largest value lies inside the object mask
@@ -267,7 +259,7 @@ def pointing_game(saliency_map: torch.Tensor, mask: torch.Tensor, tolerance: int
     test). Ties for the maximum: a hit if any of them is inside. A constant map points nowhere:
     a miss. The value, not the magnitude, is maximised: pass `map.abs()` for magnitudes.
     """
-    saliency = _check_maps(saliency_map)
+    saliency = check_map(saliency_map, dtype=torch.float64)
     inside = _check_mask(mask, saliency)
     if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
         raise ValueError(f"tolerance must be an integer >= 0 (pixels); got {tolerance!r}")
@@ -284,7 +276,7 @@ def relevance_mass(saliency_map: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     map's positive saliency that lies inside the object mask, `(N,)` float in [0, 1]:
     `Σ_inside max(map, 0) / Σ_all max(map, 0)`. NaN for a map with no positive saliency.
     """
-    saliency = _check_maps(saliency_map)
+    saliency = check_map(saliency_map, dtype=torch.float64)
     inside = _check_mask(mask, saliency)
     positive = saliency.clamp(min=0).flatten(1)
     total = positive.sum(dim=1)

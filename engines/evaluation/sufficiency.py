@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from engines.core import passes
 from engines.core.explain import Target, as_module, check_images, resolve_target
+from engines.core.checks import check_map
 from engines.core.fills import blur, fill_image, occlusion_fill
 from engines.families.occlusion import pixel_ranks
 
@@ -146,22 +147,6 @@ def _check_settings(keep: Any, fills: Any, repeats: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(fills))
 
 
-def _check_map(saliency_map: Any, x: torch.Tensor) -> torch.Tensor:
-    n, _, height, width = x.shape
-    if not isinstance(saliency_map, torch.Tensor):
-        raise ValueError(f"saliency_map must be a torch.Tensor of shape ({n}, {height}, {width})")
-    saliency = saliency_map.detach().float()
-    if saliency.dim() == 2:
-        saliency = saliency[None]
-    if saliency.shape[0] == 1 and n > 1:
-        saliency = saliency.expand(n, -1, -1)
-    if tuple(saliency.shape) != (n, height, width):
-        raise ValueError(f"saliency_map must have shape ({n}, {height}, {width}); got {tuple(saliency_map.shape)}")
-    if not torch.isfinite(saliency).all():
-        raise ValueError("saliency_map contains NaN or infinite values")
-    return saliency
-
-
 def _check_others(others: Any, x: torch.Tensor) -> torch.Tensor:
     if not isinstance(others, torch.Tensor) or others.dim() != 4 or tuple(others.shape[1:]) != tuple(x.shape[1:]):
         shape = tuple(others.shape) if isinstance(others, torch.Tensor) else type(others).__name__
@@ -217,7 +202,7 @@ def sufficiency(
     fills = _check_settings(keep, fills, repeats)
     module = as_module(model)
     x = check_images(x)
-    saliency = _check_map(saliency_map, x)
+    saliency = check_map(saliency_map, x)
     if others is not None:
         others = _check_others(others, x)
     device = passes.model_device(module)

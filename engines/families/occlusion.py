@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from engines.core import passes
+from engines.core.checks import check_map
 from engines.core.explain import Context, Target, as_module, check_images, resolve_target
 from engines.core.fills import OCCLUSION_FILLS, fill_image, occlusion_fill
 from engines.core.registry import Param, Peer, Stage, register
@@ -50,25 +51,6 @@ def check_step(step: Any) -> float:
     if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 <= step <= 1:
         raise ValueError(f"step must be a number in [0, 1] (pixel units); got {step!r}")
     return float(step)
-
-
-def check_map(saliency_map: Any, x: torch.Tensor) -> torch.Tensor:
-    """The map as float32 `(N, H, W)` matching images `x` `(N, C, H, W)`, on `x`'s device.
-
-    A single `(H, W)` map is accepted for a single image. ValueError saying what is wrong otherwise.
-    """
-    if not isinstance(saliency_map, torch.Tensor):
-        raise ValueError(f"saliency_map must be a torch.Tensor of shape (N, H, W); got {type(saliency_map).__name__}")
-    n, _, h, w = x.shape
-    saliency = saliency_map.detach().float()
-    if saliency.dim() == 2 and n == 1:
-        saliency = saliency[None]
-    if tuple(saliency.shape) != (n, h, w):
-        raise ValueError(f"saliency_map must have shape (N, H, W) = {(n, h, w)} to match the images; "
-                         f"got {tuple(saliency_map.shape)}")
-    if not torch.isfinite(saliency).all():
-        raise ValueError("saliency_map contains NaN or infinite values")
-    return saliency.to(x.device)
 
 
 # --------------------------------------------------------------------------- ranking pixels
