@@ -179,15 +179,7 @@ def other_samples(model_name: str, device: str, digest: str) -> tuple:
     """Every bundled sample but the one with this digest, preprocessed for the model: the
     backgrounds the sufficiency test pastes the kept region onto: `(images (M, 3, S, S), names)`,
     or `(None, ())` where there is no other sample."""
-    import torch
-
-    loaded = model(model_name, device)
-    chosen = [(name, data) for name, data in ((n, p.read_bytes()) for n, p in engines.sample_images().items())
-              if engines.image_digest(data) != digest]
-    if not chosen:
-        return None, ()
-    images = torch.cat([loaded.preprocess(engines.read_image(data)) for _, data in chosen])  # (M, 3, S, S)
-    return images, tuple(name for name, _ in chosen)
+    return engines.sample_batch(model(model_name, device), leave_out_digest=digest)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -236,12 +228,5 @@ def learn_response(model_name: str, sample: str, region: tuple[int, int], span: 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def learn_mask(sample: str, size: int):
-    """The bundled object mask of a sample (`engines.sample_mask`, 0/255 PNG) as a `(size, size)`
-    bool array, resized with nearest neighbours where its size differs."""
-    import numpy as np
-    from PIL import Image
-
-    image = Image.open(engines.sample_mask(sample)).convert("L")
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.NEAREST)
-    return np.asarray(image) > 127
+    """The bundled object mask of a sample as a `(size, size)` bool tensor (`engines.object_mask`)."""
+    return engines.object_mask(sample, size)

@@ -39,6 +39,7 @@ from engines.data.images import (
     sample_images,
     sample_mask,
 )
+from engines.data.samples import object_mask, sample_batch
 from engines.evaluation.metrics import (
     PAPER_FRACTIONS,
     Curve,
@@ -71,7 +72,7 @@ from engines.evaluation.sufficiency import SufficiencyReport, sufficiency
 
 __all__ = [
     "OCCLUSION_FILLS", "Cost", "MAX_PIXELS", "MAX_UPLOAD_BYTES", "SUPPORTED_FORMATS", "read_bytes", "randomisation_steps",
-    "MAX_MODEL_BYTES", "RegionGrid", "region_grid",
+    "MAX_MODEL_BYTES", "RegionGrid", "region_grid", "object_mask", "sample_batch",
     "PAPER_FRACTIONS", "Curve", "RandomisationStep", "allegiance_curve", "deletion_curve", "insertion_curve",
     "pointing_game", "randomisation_check", "relevance_mass", "ResponseCurve", "response_curve", "Occluded",
     "occlude", "occlude_box", "SufficiencyReport", "sufficiency",

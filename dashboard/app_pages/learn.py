@@ -16,7 +16,6 @@ if str(ROOT) not in sys.path:  # also runs on its own: streamlit run dashboard/a
 import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
-import torch  # noqa: E402
 
 import engines  # noqa: E402
 from dashboard import resources, state, views  # noqa: E402
@@ -171,8 +170,8 @@ else:
     results = maps(example, {name: {} for name in GROUND_TRUTH_METHODS})
     st.markdown(headline(loaded, results["gradient"]))
     show_maps(results, views.image_array(x), opacity, step,
-              outline=lambda figure: outline_mask(figure, mask))
-    inside = torch.from_numpy(mask)
+              outline=lambda figure: outline_mask(figure, mask.numpy()))
+    inside = mask
     for column, (name, result) in zip(st.columns(len(results)), results.items()):
         mass = float(engines.relevance_mass(result.map, inside)[0])
         hit = bool(engines.pointing_game(result.map, inside)[0])

@@ -111,7 +111,7 @@ with left:
             st.error(f"The nonlinearity map cannot run with these settings: {error}")
         else:
             region_values = grid.sum(result.map)[0]  # (R,) NL_r in logits: the map spreads NL_r over r
-            per_pixel = region_values[grid.labels()].numpy()  # (H, W)
+            per_pixel = grid.totals(result.map)[0].numpy()  # NL_r on every pixel of region r
     title = "Nonlinearity per region: click one to probe it" if per_pixel is not None else "Click a region to probe it"
     picker = st.empty()
 

@@ -139,6 +139,11 @@ class RegionGrid:
         out = torch.zeros(values.shape[0], self.count, dtype=values.dtype, device=values.device)
         return out.index_add_(1, labels, values.flatten(1))
 
+    def totals(self, values: torch.Tensor) -> torch.Tensor:
+        """A map `(N, H, W)` giving each pixel the sum of `values` `(N, H, W)` over its region (a
+        spread map shown region by region, in the units of `v_r`)."""
+        return self.sum(values)[:, self.labels(values.device)]  # (N, H, W)
+
     def spread(self, per_region: torch.Tensor) -> torch.Tensor:
         """A map `(N, H, W)` giving each pixel `v_r / |r|` from `per_region` `(N, R)`: summing
         the map over region r's pixels gives back `v_r`."""
