@@ -211,3 +211,21 @@ def test_the_confident_sample_is_the_one_the_default_model_is_surest_of(efficien
     assert max(gaps, key=gaps.get) == constants["CONFIDENT_SAMPLE"]
     assert gaps[constants["CONFIDENT_SAMPLE"]] > 0.5
     assert gaps[constants["SIDEBAR_DEFAULT_SAMPLE"]] < constants["NEAR_TIE"]
+
+
+def test_through_the_entry_point_the_switch_reaches_the_shared_sidebar():
+    """In the full app the sidebar is drawn before the page: the switch still lands there, and
+    the other pages then show the confident sample too."""
+    at = AppTest.from_file(str(Path(PAGE).parent.parent / "app.py"), default_timeout=TIMEOUT)
+    at.session_state["evaluate.methods"] = []
+    import engines
+
+    for family in engines.FAMILIES:
+        at.session_state[f"methods.{family}"] = []  # Explore computes nothing either
+    at.run()
+    assert not at.exception and at.selectbox(key="sample").value == "chelsea"  # Explore keeps the default
+    at.switch_page("app_pages/evaluate.py").run()
+    assert not at.exception and at.selectbox(key="sample").value == "camera"
+    assert any("rather than “chelsea”" in i.value for i in at.info)
+    at.switch_page("app_pages/explore.py").run()
+    assert not at.exception and at.selectbox(key="sample").value == "camera"

@@ -34,8 +34,10 @@ _BLUE_ORANGE = [
 
 def _overlay_alpha(strength: np.ndarray) -> np.ndarray:
     """Opacity of a colour at `strength` in [0, 1] (distance from zero on the scale, 1 at the
-    colour limit): 0 at zero, so silent pixels keep the image's colour, rising as the square
-    root so that a value at a quarter of the limit is already half visible."""
+    colour limit): 0 at zero, so silent pixels keep the image's colour, rising in proportion, so
+    weak values leave a faint tint and only the strong ones cover the image as far as the
+    overlay's opacity allows (a steeper ramp hid the single bright pixels of gradient maps; a
+    square-root one veiled the whole image)."""
     return np.clip(strength, 0.0, 1.0)
 
 
