@@ -20,15 +20,15 @@ import streamlit as st  # noqa: E402
 from dashboard import state  # noqa: E402
 from dashboard.selection import sidebar  # noqa: E402
 
-st.set_page_config(page_title="Saliency explorer", page_icon="🔍", layout="wide")
+st.set_page_config(page_title="Saliency explorer", page_icon=":material/image_search:", layout="wide")
 
 PAGES = ROOT / "dashboard" / "app_pages"
 pages = [
-    st.Page(str(PAGES / "explore.py"), title="Explore", icon="🔍", default=True),
-    st.Page(str(PAGES / "occlusion.py"), title="Occlusion, live", icon="🩹"),
-    st.Page(str(PAGES / "probe.py"), title="Probe the nonlinearity", icon="📈"),
-    st.Page(str(PAGES / "evaluate.py"), title="Evaluate", icon="⚖️"),
-    st.Page(str(PAGES / "learn.py"), title="Learn", icon="🎓"),
+    st.Page(str(PAGES / "explore.py"), title="Explore", icon=":material/image_search:", default=True),
+    st.Page(str(PAGES / "occlusion.py"), title="Occlusion, live", icon=":material/hide_source:"),
+    st.Page(str(PAGES / "probe.py"), title="Probe the nonlinearity", icon=":material/show_chart:"),
+    st.Page(str(PAGES / "evaluate.py"), title="Evaluate", icon=":material/balance:"),
+    st.Page(str(PAGES / "learn.py"), title="Learn", icon=":material/school:"),
 ]
 navigation = st.navigation(pages)
 st.session_state[state.SELECTION] = sidebar()  # here, so its widgets keep their values across pages

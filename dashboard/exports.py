@@ -24,21 +24,32 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def grid_png(image: np.ndarray, maps: dict[str, tuple[str, np.ndarray, bool]], *, opacity: float = 0.85,
-             shared_max: float | None = None, tile: int = 256, columns: int = 3) -> bytes:
-    """The maps over the image as one PNG: `maps` is {name: (label, map (H, W), signed)}; each tile
-    is `tile` pixels wide with its label above, in the colours the page shows."""
+def picture(image: np.ndarray, saliency: np.ndarray, signed: bool, display: views.DisplaySettings,
+            shared_max: float | None = None) -> np.ndarray:
+    """One map `(H, W)` as the page draws it, `(H, W, 3)` uint8: over the image in the overlay view,
+    on its own otherwise; clipped and smoothed for the eye as `display` says (the map is unchanged)."""
+    shown = display.shown(saliency)
+    if display.view == "overlay":
+        return views.overlay_rgb(image, shown, signed=signed, opacity=display.opacity, shared_max=shared_max,
+                                 percentile=display.percentile)
+    return views.heatmap_rgb(shown, signed=signed, shared_max=shared_max, percentile=display.percentile)
+
+
+def grid_png(image: np.ndarray, maps: dict[str, tuple[str, np.ndarray, bool]], *,
+             display: views.DisplaySettings = views.DisplaySettings(), shared_max: float | None = None,
+             tile: int = 256, columns: int = 3) -> bytes:
+    """The maps as one PNG: `maps` is {name: (label, map (H, W), signed)}; each tile is `tile`
+    pixels wide with its label above, drawn as the page draws them (`display`)."""
     label_height = 22
     rows = max(1, -(-len(maps) // columns))
     sheet = Image.new("RGB", (columns * tile, rows * (tile + label_height)), "white")
     draw = ImageDraw.Draw(sheet)
     for index, (label, saliency, signed) in enumerate(maps.values()):
-        picture = Image.fromarray(views.overlay_rgb(image, saliency, signed=signed, opacity=opacity,
-                                                    shared_max=shared_max))
-        picture = picture.resize((tile, round(tile * picture.height / picture.width)), Image.NEAREST)
+        tile_picture = Image.fromarray(picture(image, saliency, signed, display, shared_max))
+        tile_picture = tile_picture.resize((tile, round(tile * tile_picture.height / tile_picture.width)), Image.NEAREST)
         left, top = (index % columns) * tile, (index // columns) * (tile + label_height)
         draw.text((left + 4, top + 4), label, fill="black")
-        sheet.paste(picture, (left, top + label_height))
+        sheet.paste(tile_picture, (left, top + label_height))
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
@@ -74,14 +85,15 @@ def _data_uri(png: bytes) -> str:
 
 def html_report(*, title: str, image: np.ndarray, model: str, prediction: list[tuple[str, float]], target: str,
                 maps: dict[str, tuple[str, np.ndarray, bool]], settings: dict[str, dict], metrics: list[dict[str, Any]],
-                opacity: float = 0.85, when: dt.datetime | None = None) -> str:
+                display: views.DisplaySettings = views.DisplaySettings(), when: dt.datetime | None = None) -> str:
     """One self-contained HTML file (images inline): the image, model and version, the prediction,
-    each map with its settings, the metrics table and the date. Every text is escaped."""
+    each map (drawn as `display` says) with its settings, the metrics table and the date. Every
+    text is escaped."""
     when = when or dt.datetime.now(dt.timezone.utc)
     e = html.escape
     top = "".join(f"<tr><td>{e(name)}</td><td>{p:.1%}</td></tr>" for name, p in prediction)
     figures = "".join(
-        f"<figure><img src='{_data_uri(png_bytes(views.overlay_rgb(image, m, signed=s, opacity=opacity)))}' "
+        f"<figure><img src='{_data_uri(png_bytes(picture(image, m, s, display)))}' "
         f"alt='{e(label)}'><figcaption><b>{e(label)}</b><br><code>{e(json.dumps(settings.get(name, {})))}</code>"
         f"</figcaption></figure>"
         for name, (label, m, s) in maps.items()

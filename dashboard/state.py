@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+import engines
+
 MODEL = "model"
 DEVICE = "device"
 SAMPLE = "sample"
@@ -25,6 +27,10 @@ EXPORT_PNG, EXPORT_NPZ, EXPORT_HTML = "export.png", "export.npz", "export.html"
 EXPORT_CSV, EXPORT_JSON = "export.csv", "export.json"
 SHARED_SCALE = "shared_scale"
 OPACITY = "opacity"
+DISPLAY_VIEW = "display.view"  # overlay, heat map, or side by side
+DISPLAY_PERCENTILE = "display.percentile"  # where the colour scale is clipped, percentile of |map|
+DISPLAY_SMOOTHING = "display.smoothing"  # σ in pixels of the display smoothing of pixel-level maps
+SAMPLE_PENDING = "sample.pending"  # a sample a page asks the sidebar to show, applied before its widget
 
 # Probe page
 PROBE_PATCH = "probe.patch"
@@ -47,6 +53,9 @@ EVAL_RANDOMISED = "evaluate.randomised"  # randomisation checks asked for, so th
 EVAL_KEEP = "evaluate.keep"
 EVAL_FILLS = "evaluate.fills"
 EVAL_SHOWN_METHOD = "evaluate.shown_method"  # whose refilled images are shown
+EVAL_VISITED = "evaluate.visited"  # the page has run once this session (it picks a confident sample only then)
+EVAL_SWITCHED = "evaluate.switched"  # (from, to, why) when that first run switched the sample
+EVAL_CONFIDENT = "evaluate.confident"  # the button that switches to the confident sample
 OCC_METHOD = "occlusion.method"  # the map that ranks the pixels
 OCC_RANKING = "occlusion.ranking"  # by value or by magnitude, for signed maps
 OCC_PERCENT = "occlusion.percent"  # percent of pixels hidden
@@ -71,14 +80,22 @@ def setting_key(method: str, param: str) -> str:
     return f"setting.{method}.{param}"
 
 
+_DISPLAY = engines.DisplaySettings()
 DEFAULTS = {
     DEVICE: "auto",
-    SHARED_SCALE: False,
-    OPACITY: 0.85,
+    SHARED_SCALE: _DISPLAY.shared,
+    OPACITY: _DISPLAY.opacity,
+    DISPLAY_VIEW: _DISPLAY.view,
+    DISPLAY_PERCENTILE: _DISPLAY.percentile,
+    DISPLAY_SMOOTHING: _DISPLAY.smoothing,
 }
 
 
 def init() -> None:
-    """Puts every default in session state once per session."""
+    """Puts every default in session state once per session, and applies a sample a page asked
+    for (`SAMPLE_PENDING`): here, because this runs before the sidebar draws its widgets, and a
+    widget's value cannot change once the widget is drawn in a run."""
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
+    if SAMPLE_PENDING in st.session_state:
+        st.session_state[SAMPLE] = st.session_state.pop(SAMPLE_PENDING)

@@ -4,40 +4,106 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-# The colouring is shared with the audit command (`python -m engines.audit`), so it lives in
-# engines/display/overlays.py (pure numpy); its names are re-exported here for the pages and their tests.
-from engines.display.overlays import (  # noqa: F401
+# The colouring and display maths are shared with the audit command (`python -m engines.audit`),
+# so they live in engines/display/ (pure numpy); the pages reach them through these names.
+from engines import (  # noqa: F401
     DIVERGING,
     SEQUENTIAL,
+    DisplaySettings,
     color_limits,
+    colour_scale,
     display_peak,
+    heatmap_rgb,
     image_array,
     overlay_rgb,
 )
 
 
-def overlay(image: np.ndarray, saliency: np.ndarray, *, signed: bool, title: str, opacity: float = 0.6,
-            shared_max: float | None = None, height: int = 340) -> go.Figure:
-    """The map over the image: diverging scale centred at zero if signed, sequential otherwise.
-    Hovering shows the map's value under the pointer."""
-    low, high = color_limits(saliency, signed, shared_max)
-    figure = go.Figure()
-    figure.add_trace(go.Image(z=image, hoverinfo="skip"))
-    figure.add_trace(
-        go.Heatmap(
-            z=saliency, zmin=low, zmax=high, zmid=0 if signed else None,
-            colorscale=DIVERGING if signed else SEQUENTIAL, opacity=opacity,
-            hovertemplate="x %{x}, y %{y}<br>value %{z:.4g}<extra></extra>",
-            colorbar=dict(thickness=10, len=0.9),
-        )
+def _heatmap(saliency: np.ndarray, low: float, high: float, signed: bool, *, transparent: bool, opacity: float,
+             value: str) -> go.Heatmap:
+    return go.Heatmap(
+        z=saliency, zmin=low, zmax=high, zmid=0 if signed else None,
+        colorscale=colour_scale(signed, transparent=transparent), opacity=opacity,
+        hovertemplate="x %{x}, y %{y}<br>" + value + " %{z:.4g}<extra></extra>",
+        colorbar=dict(thickness=10, len=0.9),
     )
+
+
+def _frame(figure: go.Figure, title: str, height: int) -> go.Figure:
     figure.update_layout(
         title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=0, r=0, t=32, b=0),
+        plot_bgcolor="rgba(0,0,0,0)",
     )
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
     return figure
+
+
+def overlay(image: np.ndarray, saliency: np.ndarray, *, signed: bool, title: str,
+            opacity: float = DisplaySettings.opacity, shared_max: float | None = None, height: int = 340,
+            percentile: float = DisplaySettings.percentile, value: str = "value") -> go.Figure:
+    """The map over the image: diverging scale centred at zero if signed, sequential otherwise,
+    both fading to transparent at zero; the scale clipped at `percentile` of |map| (or at
+    `shared_max`). Hovering shows the map's `value` under the pointer."""
+    low, high = color_limits(saliency, signed, shared_max, percentile)
+    figure = go.Figure()
+    figure.add_trace(go.Image(z=image, hoverinfo="skip"))
+    figure.add_trace(_heatmap(saliency, low, high, signed, transparent=True, opacity=opacity, value=value))
+    return _frame(figure, title, height)
+
+
+def heatmap(saliency: np.ndarray, *, signed: bool, title: str, shared_max: float | None = None, height: int = 340,
+            percentile: float = DisplaySettings.percentile, value: str = "value") -> go.Figure:
+    """The map on its own on the opaque scale (no image under it), clipped as `overlay` is."""
+    low, high = color_limits(saliency, signed, shared_max, percentile)
+    figure = go.Figure(_heatmap(saliency, low, high, signed, transparent=False, opacity=1.0, value=value))
+    return _frame(figure, title, height)
+
+
+def side_by_side(image: np.ndarray, saliency: np.ndarray, *, signed: bool, title: str,
+                 shared_max: float | None = None, height: int = 300, percentile: float = DisplaySettings.percentile,
+                 value: str = "value") -> go.Figure:
+    """The image and, beside it, the map on its own (opaque scale); the two panels share their
+    axes, so zooming or panning one moves the other."""
+    low, high = color_limits(saliency, signed, shared_max, percentile)
+    figure = make_subplots(rows=1, cols=2, shared_xaxes=True, shared_yaxes=True, horizontal_spacing=0.02)
+    figure.add_trace(go.Image(z=image, hoverinfo="skip"), row=1, col=1)
+    figure.add_trace(_heatmap(saliency, low, high, signed, transparent=False, opacity=1.0, value=value), row=1, col=2)
+    _frame(figure, title, height)
+    figure.update_xaxes(matches="x", row=1, col=2)
+    figure.update_yaxes(scaleanchor="x", row=1, col=1)
+    figure.update_yaxes(scaleanchor="x2", row=1, col=2)
+    return figure
+
+
+def map_figure(image: np.ndarray, saliency: np.ndarray, *, signed: bool, title: str, display: DisplaySettings,
+               shared_max: float | None = None, height: int = 340) -> go.Figure:
+    """One map drawn as `display` says: its view (overlay, heat map, side by side), opacity and
+    colour clip, and smoothed for the eye where it is pixel-level and smoothing is on (the
+    title and the hover say so). `saliency` itself is never changed."""
+    shown = display.shown(saliency)
+    smoothed = display.smooths(saliency)
+    if smoothed:
+        title = f"{title} <span style='font-size:11px;color:#777'>(shown smoothed, σ {display.smoothing:g} px)</span>"
+    common = dict(signed=signed, title=title, shared_max=shared_max, percentile=display.percentile,
+                  value="smoothed value" if smoothed else "value")
+    if display.view == "heat map":
+        return heatmap(shown, height=height, **common)
+    if display.view == "side by side":
+        return side_by_side(image, shown, height=min(height, 300), **common)  # two panels: each half as wide
+    return overlay(image, shown, opacity=display.opacity, height=height, **common)
+
+
+def grid_columns(display: DisplaySettings) -> int:
+    """Maps per row of the grid: two when each shows the image beside its map, else three."""
+    return 2 if display.view == "side by side" else 3
+
+
+def shared_peak(maps: list[np.ndarray], display: DisplaySettings) -> float | None:
+    """The one colour limit of every map as drawn when `display` shares the scale, else None."""
+    return display.shared_peak([display.shown(m) for m in maps])
 
 
 def top_classes_bar(names: list[str], probabilities: list[float], highlight: int | None = None) -> go.Figure:

@@ -67,3 +67,33 @@ def rivals_note(settings: dict[str, dict], num_classes: int) -> Optional[str]:
     parts = [f"exact (all {num_classes - 1} rival classes)" if r is None else f"the top {r} rival classes"
              for r in sorted(used, key=lambda r: -1 if r is None else r)]
     return "Active/inactive maps compare against " + " and ".join(parts) + "."
+
+
+def display_settings() -> engines.DisplaySettings:
+    """The Display controls (place them in the sidebar): view, shared scale, opacity, colour clip
+    and display smoothing. They change how maps are drawn, never the maps themselves: stored
+    maps, exports and metrics stay raw."""
+    st.header("Display")
+    view = st.radio("Show each map", engines.DisplaySettings.VIEWS, key=state.DISPLAY_VIEW, horizontal=True,
+                    help="overlay: the map over the image. heat map: the map alone, on an opaque scale. "
+                         "side by side: the image beside the heat map; zooming one zooms the other.")
+    shared = st.toggle("One colour scale for all maps", key=state.SHARED_SCALE,
+                       help="Off: each map is scaled to its own range.")
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, key=state.OPACITY, step=0.05, disabled=view != "overlay",
+                        help="How much the strongest map values cover the image; weaker ones cover less, "
+                             "and zero leaves the image as it is.")
+    low, high = engines.DisplaySettings.PERCENTILE_RANGE
+    percentile = st.slider(
+        "Clip the colour scale at percentile", low, high, key=state.DISPLAY_PERCENTILE, step=0.5, format="%.1f",
+        help="The scale tops out at this percentile of |map|: at 99, the brightest 1 % of pixels all show in the "
+             "end colour, so a few extreme pixels do not wash out the rest (Captum's outlier_perc does the same, "
+             "counting a share of the total |value| instead). 100: no clipping. Hover shows the true value.")
+    low, high = engines.DisplaySettings.SMOOTHING_RANGE
+    smoothing = st.slider(
+        "Smooth pixel-level maps for display (σ, pixels)", low, high, key=state.DISPLAY_SMOOTHING, step=0.5,
+        format="%.1f",
+        help="A Gaussian blur of maps that change from pixel to pixel (gradient-like), for the eye only: maps "
+             "over regions (occlusion, masks) are drawn as they are, and stored maps, exports and metrics always "
+             "use the raw map. 0: off.")
+    return engines.DisplaySettings(view=view, opacity=float(opacity), percentile=float(percentile),
+                                   smoothing=float(smoothing), shared=bool(shared))

@@ -16,6 +16,9 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
     randomisation_check(model, x, method, ...)       # cascading weight randomisation on a copy
     sufficiency(model, x, map, keep, fills, ...)     # is the salient region sufficient?
     read_image(source) -> PIL RGB image; sample_images() -> {name: path}
+    DisplaySettings(view, opacity, percentile, smoothing, shared)   # how maps are drawn, never what they are
+    display_peak / color_limits / smooth_for_display / is_pixel_level # colour clip, smoothing for the eye
+    overlay_rgb / heatmap_rgb / image_array / colour_scale           # pictures of maps (numpy)
 
 Images are `(N, 3, H, W)` in pixel units [0, 1]; models normalise inside.
 """
@@ -69,6 +72,9 @@ from engines.core.passes import Cancelled, OutOfMemory, available_devices, pick_
 from engines.core.registry import Cost, MethodInfo, Param, Peer, Stage, method_families, method_info
 from engines.core.registry import method_names as methods
 from engines.evaluation.sufficiency import SufficiencyReport, sufficiency
+from engines.display.colours import DIVERGING, SEQUENTIAL, colour_scale
+from engines.display.overlays import heatmap_rgb, image_array, overlay_rgb
+from engines.display.scaling import DisplaySettings, color_limits, display_peak, is_pixel_level, smooth_for_display
 
 __all__ = [
     "OCCLUSION_FILLS", "Cost", "MAX_PIXELS", "MAX_UPLOAD_BYTES", "SUPPORTED_FORMATS", "read_bytes", "randomisation_steps",
@@ -80,4 +86,6 @@ __all__ = [
     "ModelFileError", "ModelUnavailable", "OutOfMemory", "Param", "available_devices", "catalogue", "explain",
     "explain_many", "image_digest", "load_model", "load_torchscript", "method_info", "methods", "model_status",
     "pick_device", "predict", "Prediction", "read_image", "sample_images", "sample_mask",
+    "DIVERGING", "SEQUENTIAL", "DisplaySettings", "color_limits", "colour_scale", "display_peak", "heatmap_rgb",
+    "image_array", "is_pixel_level", "overlay_rgb", "smooth_for_display",
 ]

@@ -30,10 +30,33 @@ def test_at_full_opacity_the_ends_of_the_scale_show_their_colours_and_zero_shows
     saliency = np.zeros((4, 4))
     saliency[0, 0], saliency[3, 3] = 2.0, -2.0
     signed = overlays.overlay_rgb(image, saliency, signed=True, opacity=1.0, shared_max=2.0)
-    assert tuple(signed[0, 0]) == (103, 0, 31) and tuple(signed[3, 3]) == (5, 48, 97)  # DIVERGING's ends
+    assert tuple(signed[0, 0]) == rgb(overlays.DIVERGING[-1]) and tuple(signed[3, 3]) == rgb(overlays.DIVERGING[0])
     assert (signed[1:3] == 128).all()
     unsigned = overlays.overlay_rgb(image, np.abs(saliency), signed=False, opacity=1.0, shared_max=2.0)
-    assert tuple(unsigned[0, 0]) == tuple(unsigned[3, 3]) == (252, 255, 164)  # SEQUENTIAL's top
+    assert tuple(unsigned[0, 0]) == tuple(unsigned[3, 3]) == rgb(overlays.SEQUENTIAL[-1])
+
+
+def rgb(stop: list) -> tuple[int, int, int]:
+    """The (r, g, b) of a plotly colour-scale stop [position, "rgba(r,g,b,a)"]."""
+    return tuple(int(v) for v in stop[1][5:-1].split(",")[:3])
+
+
+def test_the_heat_map_alone_is_opaque_and_zero_shows_the_scales_middle_or_bottom():
+    saliency = np.array([[-2.0, 0.0, 2.0]])
+    signed = overlays.heatmap_rgb(saliency, signed=True, shared_max=2.0)
+    assert [tuple(p) for p in signed[0]] == [rgb(s) for s in overlays.DIVERGING[::4]]  # ends and the near-white zero
+    unsigned = overlays.heatmap_rgb(np.abs(saliency), signed=False, shared_max=2.0)
+    assert tuple(unsigned[0, 1]) == rgb(overlays.SEQUENTIAL[0]) and tuple(unsigned[0, 0]) == rgb(overlays.SEQUENTIAL[-1])
+
+
+def test_the_clip_percentile_sets_how_many_pixels_show_in_the_end_colour():
+    image = np.full((1, 101, 3), 128, dtype=np.uint8)
+    saliency = np.arange(101, dtype=float)[None]  # 0 … 100: the p-th percentile is the value p
+    for percentile in (99.0, 95.0, 90.0):
+        picture = overlays.overlay_rgb(image, saliency, signed=False, opacity=1.0, percentile=percentile)
+        top = np.all(picture[0] == rgb(overlays.SEQUENTIAL[-1]), axis=-1)
+        assert np.flatnonzero(top).tolist() == list(range(int(percentile), 101))  # those at or above it, no others
+    assert np.array_equal(saliency, np.arange(101)[None])  # drawing never changes the map
 
 
 def test_image_array_takes_tensors_and_arrays_alike():

@@ -117,3 +117,115 @@ def test_keeping_every_pixel_keeps_the_class_everywhere(evaluate):
     assert not evaluate.exception
     table = next(d.value for d in evaluate.dataframe if "blur" in d.value.columns)
     assert (table[list(FILLS)] == 1.0).all().all()
+
+
+# ---------------------------------------------------------------- images the model is unsure of
+
+
+def tie_warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if "nearly tie" in w.value]
+
+
+def allegiance_expander(at: AppTest):
+    return next((e for e in at.expander if e.label.startswith("Allegiance curves")), None)
+
+
+def test_a_confident_image_gets_no_tie_warning_and_every_curve_in_view(evaluate):
+    assert not tie_warnings(evaluate) and allegiance_expander(evaluate) is None
+    assert len(titled(evaluate, "Allegiance")) == 2
+
+
+def tied_blend() -> bytes:
+    """A PNG blending the shapes star into the ring at the weight where the shapes CNN's top two
+    classes come closest (measured here, so it holds for any training of the CNN)."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    import engines
+
+    loaded = engines.load_model("shapes_cnn")
+    star, ring = (np.asarray(engines.read_image(engines.sample_images()[name]).convert("RGB"), dtype=float)
+                  for name in ("shapes_star", "shapes_ring"))
+    blends = [Image.fromarray(((1 - w) * star + w * ring).round().astype(np.uint8)) for w in np.linspace(0, 1, 101)]
+    top = engines.predict(loaded, torch.cat([loaded.preprocess(b) for b in blends])).probabilities.topk(2).values
+    gaps = (top[:, 0] - top[:, 1]).numpy()
+    assert gaps.min() < 0.03  # the classes cross somewhere between the two shapes
+    buffer = io.BytesIO()
+    blends[int(gaps.argmin())].save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_near_tied_top_classes_are_said_and_the_probability_curves_come_first():
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["model"] = "shapes_cnn"
+    at.session_state["evaluate.methods"] = ["gradient", "positive"]
+    at.session_state["evaluate.fills"] = ["blur"]
+    at.run()
+    at.file_uploader(key="upload").set_value(("blend.png", tied_blend(), "image/png")).run()
+    assert not at.exception and not at.error
+    (warning,) = tie_warnings(at)
+    assert "allegiance AUCs will not separate the methods" in warning
+    assert not [b for b in at.button if b.key == "evaluate.confident"]  # an upload: no sample to switch to
+    hidden = allegiance_expander(at)
+    assert hidden is not None and len(hidden.get("plotly_chart")) == 2  # allegiance curves, set aside
+    assert len(titled(at, "Deletion")) == len(titled(at, "Insertion")) == 1  # in view, above them
+    assert list(auc_table(at).columns[1:3]) == ["Deletion AUC (↓ better)", "Insertion AUC (↑ better)"]
+
+
+def test_the_first_visit_on_the_tied_default_sample_starts_on_the_confident_one():
+    """On the default model and sample (a near tie), the page's first run switches the sidebar to
+    the confident sample and says why; picking the tied sample again is respected and warned about."""
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["evaluate.methods"] = []  # nothing to compute: the switch happens before any map
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="sample").value == "camera" and at.selectbox(key="model").value == "efficientnet_lite0"
+    assert any("rather than “chelsea”" in i.value for i in at.info) and not tie_warnings(at)
+    at.selectbox(key="sample").set_value("chelsea").run()
+    assert at.selectbox(key="sample").value == "chelsea"  # once per session only: the person's choice stands
+    (warning,) = tie_warnings(at)
+    assert "Egyptian cat" in warning and "tiger cat" in warning
+    at.button(key="evaluate.confident").click().run()
+    assert at.selectbox(key="sample").value == "camera" and not tie_warnings(at)
+
+
+def test_the_confident_sample_is_the_one_the_default_model_is_surest_of(efficientnet):
+    """The measurement behind the page's CONFIDENT_SAMPLE, done again: the largest gap between
+    the top two probabilities of any bundled sample, and the sidebar's default sample a near tie."""
+    import ast
+
+    import torch
+
+    import engines
+
+    constants = {node.targets[0].id: node.value.value for node in ast.parse(Path(PAGE).read_text()).body
+                 if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                 and isinstance(node.value, ast.Constant)}
+    assert efficientnet.name == engines.DEFAULT_MODEL
+    names = list(engines.sample_images())
+    x = torch.cat([efficientnet.preprocess(engines.read_image(engines.sample_images()[n])) for n in names])
+    top = engines.predict(efficientnet, x).probabilities.topk(2).values
+    gaps = dict(zip(names, (top[:, 0] - top[:, 1]).tolist()))
+    assert max(gaps, key=gaps.get) == constants["CONFIDENT_SAMPLE"]
+    assert gaps[constants["CONFIDENT_SAMPLE"]] > 0.5
+    assert gaps[constants["SIDEBAR_DEFAULT_SAMPLE"]] < constants["NEAR_TIE"]
+
+
+def test_through_the_entry_point_the_switch_reaches_the_shared_sidebar():
+    """In the full app the sidebar is drawn before the page: the switch still lands there, and
+    the other pages then show the confident sample too."""
+    at = AppTest.from_file(str(Path(PAGE).parent.parent / "app.py"), default_timeout=TIMEOUT)
+    at.session_state["evaluate.methods"] = []
+    import engines
+
+    for family in engines.FAMILIES:
+        at.session_state[f"methods.{family}"] = []  # Explore computes nothing either
+    at.run()
+    assert not at.exception and at.selectbox(key="sample").value == "chelsea"  # Explore keeps the default
+    at.switch_page("app_pages/evaluate.py").run()
+    assert not at.exception and at.selectbox(key="sample").value == "camera"
+    assert any("rather than “chelsea”" in i.value for i in at.info)
+    at.switch_page("app_pages/explore.py").run()
+    assert not at.exception and at.selectbox(key="sample").value == "camera"

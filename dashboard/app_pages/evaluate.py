@@ -18,16 +18,35 @@ from engines.evaluation.sufficiency import FILLS as SUFFICIENCY_FILLS
 STARTING = ["gradient", "integrated_gradients", "positive", "negative"]  # cheap: 1–2 passes, 32 for IG
 RANKINGS = ["value", "magnitude"]
 SHOWN_REFILLS = 6  # refilled images shown per fill (noise and paste make more; all of them count)
-KINDS = {  # curve → (column header, figure title, y axis)
+# Curves that follow the target's probability: they separate methods even where the top classes
+# tie, so they come first. ROAD (Rong et al. 2022: deletion and insertion with noisy linear
+# imputation, `engines.road_curve`) joins here, e.g. "road_most" / "road_least", once
+# resources.evaluation_curves returns those keys (with a line in BETTER); kinds the curves lack are skipped.
+PROBABILITY_KINDS = {  # curve → (column header, figure title, y axis)
     "deletion": ("Deletion AUC (↓ better)", "Deletion: most salient pixels removed first",
                  "probability of the class"),
     "insertion": ("Insertion AUC (↑ better)", "Insertion: most salient pixels put back first",
                   "probability of the class"),
+}
+# Curves that follow the clean image's top class (kept or lost): flat 0/1 steps, useless when the
+# top two classes nearly tie (any change flips the top class, for every map alike).
+ALLEGIANCE_KINDS = {
     "allegiance_black": ("Allegiance AUC, black (↓ better)", "Allegiance: salient pixels set to black",
                          "top class kept (1) or lost (0)"),
     "allegiance_white": ("Allegiance AUC, white (↓ better)", "Allegiance: salient pixels set to white",
                          "top class kept (1) or lost (0)"),
 }
+KINDS = {**PROBABILITY_KINDS, **ALLEGIANCE_KINDS}
+NEAR_TIE = 0.05  # top two classes closer than 5 points of probability: allegiance cannot separate methods
+# The sample the page starts on when the sidebar still shows its default (chelsea, where the
+# default model's top two classes are 37.0 % and 36.9 %). Measured by predicting every bundled
+# sample (`engines.sample_images()`) with the default model (efficientnet_lite0) and taking the
+# largest gap between its top two probabilities, the margin a deletion must erase before the top
+# class flips: camera (tripod 94.2 %, next 0.8 %: 93.4 points); next coffee (espresso 94.4 %, cup
+# 1.6 %: 92.8); then rocket 31.3 / 22.8 %, astronaut 15.4 / 11.5 %, chelsea 37.0 / 36.9 %.
+# tests/test_page_evaluate.py measures it again.
+CONFIDENT_SAMPLE = "camera"
+SIDEBAR_DEFAULT_SAMPLE = "chelsea"  # where the sidebar starts (dashboard/selection.py)
 
 BETTER = {
     "deletion": "Lower is better: the class fades fast when the map's top pixels go.",
@@ -49,7 +68,36 @@ def error_box(what: str, error: Exception) -> None:
     st.stop()
 
 
+def top_two(selection) -> tuple[tuple[str, float], tuple[str, float]]:
+    """The clean image's two most probable classes, as (name, probability)."""
+    (first, p1), (second, p2) = selection.prediction.top(2)
+    return (selection.classes[first], p1), (selection.classes[second], p2)
+
+
+def is_near_tie(selection) -> bool:
+    (_, p1), (_, p2) = top_two(selection)
+    return p1 - p2 < NEAR_TIE
+
+
+def uses_a_sample() -> bool:
+    return st.session_state.get(state.UPLOAD) is None
+
+
+def switch_sample(to: str, why: tuple | None = None) -> None:
+    """Shows `to` in the sidebar from the next run on (the sidebar applies it before its widget)."""
+    st.session_state[state.SAMPLE_PENDING] = to
+    st.session_state[state.EVAL_SWITCHED] = why
+    st.rerun()
+
+
 selection = current()
+# The first time the page runs in a session, on the default model and the sidebar's default
+# sample (no upload) whose top two classes tie, it starts on the confident sample instead.
+if not st.session_state.get(state.EVAL_VISITED):
+    st.session_state[state.EVAL_VISITED] = True
+    if (selection.model_name == engines.DEFAULT_MODEL and selection.sample == SIDEBAR_DEFAULT_SAMPLE
+            and uses_a_sample() and is_near_tie(selection)):
+        switch_sample(CONFIDENT_SAMPLE, (SIDEBAR_DEFAULT_SAMPLE, *top_two(selection)))
 loaded, x, classes, target = selection.model, selection.x, selection.classes, selection.target
 key = (selection.model_name, selection.device, selection.digest)
 st.title("Evaluate the maps")
@@ -57,6 +105,24 @@ st.caption(
     "Is a map faithful to the model? Remove the pixels it calls important and the score should fall; "
     "put them back first and it should rise; randomise the model's weights and the map should change."
 )
+switched = st.session_state.get(state.EVAL_SWITCHED)
+if switched and selection.sample == CONFIDENT_SAMPLE and uses_a_sample():
+    old, (a, pa), (b, pb) = switched
+    st.info(f"Evaluating sample “{CONFIDENT_SAMPLE}”, on which the model is confident, rather than “{old}”: "
+            f"there its top two classes nearly tie ({a} {pa:.1%}, {b} {pb:.1%}), so most curves could not tell "
+            "the methods apart. Any image can be picked in the sidebar.", icon=":material/swap_horiz:")
+near_tie = is_near_tie(selection)
+if near_tie:
+    (a, pa), (b, pb) = top_two(selection)
+    st.warning(
+        f"The model's top two classes nearly tie: **{a}** {pa:.1%} and **{b}** {pb:.1%}. Hiding almost any pixel "
+        "flips the top class, so every map's allegiance curve drops at once and the allegiance AUCs will not "
+        "separate the methods. Compare the deletion and insertion curves, which follow the probability of the "
+        "target, or evaluate on an image the model is sure of.", icon=":material/warning:")
+    if uses_a_sample() and selection.sample != CONFIDENT_SAMPLE and st.button(
+            f"Evaluate on sample “{CONFIDENT_SAMPLE}” instead (the model is confident on it)",
+            key=state.EVAL_CONFIDENT, icon=":material/swap_horiz:"):
+        switch_sample(CONFIDENT_SAMPLE)
 
 # ---------------------------------------------------------------- methods, settings, evaluation settings
 chosen = st.multiselect("Methods to evaluate", engines.methods(), default=STARTING, format_func=label,
@@ -110,25 +176,40 @@ try:
 except (ValueError, engines.OutOfMemory) as error:
     error_box("The curves", error)
 
+shown_kinds = [kind for kind in KINDS if kind in curves[chosen[0]]]
 table = pd.DataFrame(
-    [{"Method": label(name), **{KINDS[kind][0]: float(curves[name][kind].auc[0]) for kind in KINDS}}
+    [{"Method": label(name), **{KINDS[kind][0]: float(curves[name][kind].auc[0]) for kind in shown_kinds}}
      for name in chosen]
 )
 st.dataframe(table, hide_index=True, width="stretch",
-             column_config={header: st.column_config.NumberColumn(format="%.3f", help=BETTER[kind])
-                            for kind, (header, _, _) in KINDS.items()})
+             column_config={KINDS[kind][0]: st.column_config.NumberColumn(format="%.3f", help=BETTER.get(kind))
+                            for kind in shown_kinds})
 st.caption(
     f"Deletion and insertion follow the probability of **{classes[target]}** (RISE: Petsiuk et al. 2018). "
     "Allegiance asks whether the clean image's top class survives when the most salient pixels turn black or "
     "white, on the fractions of Llorente et al. 2023 (its AUC is at most 0.9). Areas are trapezoids over the "
     "fraction of pixels."
 )
-figures = st.columns(2)
-for index, (kind, (_, title, y_title)) in enumerate(KINDS.items()):
-    lines = {label(n): (curves[n][kind].fractions.numpy(), curves[n][kind].values[0].numpy()) for n in chosen}
-    with figures[index % 2]:
-        st.plotly_chart(views.metric_curves(lines, title=title, y_title=y_title), width="stretch",
-                        key=f"evaluate.curve.{kind}")
+
+
+def curve_figures(kinds: dict[str, tuple[str, str, str]]) -> None:
+    """The curves of `kinds` (those computed), two figures a row, one line per method."""
+    present = [kind for kind in kinds if kind in curves[chosen[0]]]
+    figures = st.columns(2)
+    for index, kind in enumerate(present):
+        _, title, y_title = kinds[kind]
+        lines = {label(n): (curves[n][kind].fractions.numpy(), curves[n][kind].values[0].numpy()) for n in chosen}
+        with figures[index % 2]:
+            st.plotly_chart(views.metric_curves(lines, title=title, y_title=y_title), width="stretch",
+                            key=f"evaluate.curve.{kind}")
+
+
+curve_figures(PROBABILITY_KINDS)
+if near_tie:
+    with st.expander("Allegiance curves (they cannot separate the methods on this image)"):
+        curve_figures(ALLEGIANCE_KINDS)
+else:
+    curve_figures(ALLEGIANCE_KINDS)
 
 # ---------------------------------------------------------------- randomisation sanity check
 st.header("Sanity check: randomise the model")

@@ -54,10 +54,7 @@ if note:
     st.caption(note)
 
 with st.sidebar:
-    st.header("Display")
-    shared = st.toggle("One colour scale for all maps", key=state.SHARED_SCALE,
-                       help="Off: each map is scaled to its own range.")
-    opacity = st.slider("Overlay opacity", 0.0, 1.0, key=state.OPACITY, step=0.05)
+    display = widgets.display_settings()  # how maps are drawn; the maps themselves stay raw
 
 if not chosen:
     st.info("Pick at least one method above.")
@@ -94,15 +91,16 @@ results = resources.maps(*key, x, tuple(ready), settings_json, target)
 # ---------------------------------------------------------------- the grid
 st.markdown(f"Maps explain the class **{classes[target]}** for {selection.source}, on {loaded.spec.label}.")
 image = views.image_array(x)
-peak = max((views.display_peak(r.map[0].numpy()) for r in results.values()), default=None) if shared else None
-grid = st.columns(3)
+peak = views.shared_peak([r.map[0].numpy() for r in results.values()], display)
+columns = views.grid_columns(display)
+grid = st.columns(columns)
 for index, name in enumerate(ready):
     result = results[name]
     info = engines.method_info(name)
-    with grid[index % 3]:
+    with grid[index % columns]:
         st.plotly_chart(
-            views.overlay(image, result.map[0].numpy(), signed=result.signed, title=info.label, opacity=opacity,
-                          shared_max=peak),
+            views.map_figure(image, result.map[0].numpy(), signed=result.signed, title=info.label, display=display,
+                             shared_max=peak),
             width="stretch", key=f"map.{name}",
         )
         st.caption(f"{info.summary} {result.seconds:.2f} s.")
@@ -125,7 +123,7 @@ if results:
             st.dataframe(rows, hide_index=True)
         stem = f"saliency_{selection.model_name}_{classes[target]}".replace(" ", "_")
         c1, c2, c3 = st.columns(3)
-        c1.download_button("Map grid (PNG)", exports.grid_png(image, labelled, opacity=opacity, shared_max=peak),
+        c1.download_button("Map grid (PNG)", exports.grid_png(image, labelled, display=display, shared_max=peak),
                            f"{stem}.png", "image/png", key=state.EXPORT_PNG)
         c2.download_button("Maps (.npz)", exports.maps_npz({m: v[1] for m, v in labelled.items()}, meta),
                            f"{stem}.npz", "application/octet-stream", key=state.EXPORT_NPZ)
@@ -134,7 +132,7 @@ if results:
             exports.html_report(
                 title=f"Why {loaded.spec.label} sees “{classes[target]}”", image=image, model=loaded.describe(),
                 prediction=[(classes[i], p) for i, p in selection.prediction.top(5)], target=classes[target],
-                maps=labelled, settings=meta["settings"], metrics=rows, opacity=opacity),
+                maps=labelled, settings=meta["settings"], metrics=rows, display=display),
             f"{stem}.html", "text/html", key=state.EXPORT_HTML)
         if rows:
             c1.download_button("Metrics (CSV)", exports.metrics_csv(rows), f"{stem}_metrics.csv", "text/csv",
