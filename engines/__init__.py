@@ -3,7 +3,8 @@
 The public API (kept stable for the dashboard, scripts and outside checks)::
 
     load_model(name, device="auto") -> LoadedModel   # .model, .preprocess(pil), .categories, .name
-    catalogue(), model_status(name), load_torchscript(...)
+    catalogue(), model_status(name), load_torchscript(...)  # checked before it runs: script_check.py
+    load_own_weights(safetensors, architecture, classes)  # own weights for a catalogue architecture
     methods() -> list[str]                           # registered method names
     method_info(name) -> MethodInfo                  # .family, .signed, .params, .label, .cost(...)
     explain(model, x, method, target=None, **params) -> Explanation
@@ -48,6 +49,8 @@ from engines.models.catalogue import (
     load_torchscript,
     model_status,
 )
+from engines.models.own import ARCHITECTURES as OWN_ARCHITECTURES, load_own_weights
+from engines.models.script_check import RunLimits
 from engines.families.nonlinear import ResponseCurve, response_curve
 from engines.families.occlusion import Occluded, occlude, occlude_box
 from engines.core.passes import Cancelled, OutOfMemory, available_devices, pick_device
@@ -63,4 +66,5 @@ __all__ = [
     "ModelFileError", "ModelUnavailable", "OutOfMemory", "Param", "available_devices", "catalogue", "explain",
     "explain_many", "image_digest", "load_model", "load_torchscript", "method_info", "methods", "model_status",
     "pick_device", "predict", "Prediction", "read_image", "sample_images", "sample_mask",
+    "OWN_ARCHITECTURES", "load_own_weights", "RunLimits",
 ]
