@@ -100,7 +100,7 @@ def _text(value: Any) -> str:
 def _quoted(text: str) -> str:
     """Text from a link, shortened and stripped of markup for a message."""
     text = "".join(c if c.isprintable() else "?" for c in str(text))[:40]
-    return text.replace("*", "").replace("_", " ").replace("`", "").replace("[", "(").replace("]", ")")
+    return text.replace("*", "").replace("`", "").replace("[", "(").replace("]", ")").replace("$", "")
 
 
 def parse_target(text: str) -> int | None:

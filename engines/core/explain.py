@@ -291,5 +291,7 @@ class Prediction:
 
 def predict(model: Any, x: torch.Tensor) -> Prediction:
     """The model's logits and class probabilities for images `(N, C, H, W)` in pixel units."""
-    logits = passes.forward(as_module(model), check_images(x)).float().cpu()
+    images = check_images(x)
+    logits = passes.forward(as_module(model), images).float().cpu()
+    _check_logits(logits, len(images))
     return Prediction(logits, logits.softmax(dim=1))

@@ -83,7 +83,7 @@ native_batch_norm _batch_norm_impl_index layer_norm unfold fold
 """
 # Python-level operations TorchScript emits on numbers, lists, strings and optionals.
 _SCALAR_OPS = """
-Int Float Bool ScalarImplicit IntImplicit FloatImplicit __and__ __or__ __not__ __is__ __isnot__
+Int Float Bool ScalarImplicit IntImplicit FloatImplicit item tensor __and__ __or__ __not__ __is__ __isnot__
 __contains__ __getitem__ __range_length __derive_index __interpolate append len list size dim
 numel floordiv format str eq ne lt le gt ge neg add sub mul div remainder pow min max abs ceil
 floor sqrt is_grad_enabled is_autocast_enabled is_scripting _set_item extend insert copy
