@@ -180,8 +180,7 @@ def sidebar() -> Selection:
         target = _pick_target(model_name, digest, loaded.categories, prediction)
         ignored = urlstate.ignored()
         if ignored:
-            st.warning("Parts of this link could not be used and were ignored or changed: " + "; ".join(ignored) + ".",
-                       icon="🔗")
+            st.warning("Parts of this link could not be used and were ignored or changed: " + "; ".join(ignored) + ".")
     return Selection(model_name, device, loaded, x, digest, source, sample, prediction, target)
 
 

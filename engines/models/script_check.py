@@ -134,10 +134,9 @@ _WHY = {
 
 
 def _refuse(kind: str, why: str, node: torch._C.Node) -> ModelFileError:
-    where = node.sourceRange().split("\n")[0].strip() if hasattr(node, "sourceRange") else ""
-    where = f" (at {where[:120]})" if where else ""
+    # The node's source location is left out: it is text from the file, chosen by its author.
     return ModelFileError(
-        f"The model was refused before running: it uses {kind}{where}: {why}. Only pure tensor "
+        f"The model was refused before running: it uses {kind}: {why}. Only pure tensor "
         "operations are allowed in an uploaded TorchScript model; export the plain network "
         "(torch.jit.trace or torch.jit.script of its forward), or upload its weights as a "
         "safetensors file for a catalogue architecture."
@@ -368,6 +367,11 @@ def first_run(data: bytes, input_size: int, mean: tuple, std: tuple, limits: Run
     return report
 
 
+def _plain(text: str) -> str:
+    """Text from the model's own error, stripped of what a page would render as links or markup."""
+    return "".join(c for c in text if c.isprintable() and c not in "[]<>`*_|#")
+
+
 def _too_slow(limits: RunLimits) -> ModelFileError:
     return ModelFileError(
         f"The model was refused: its first run on one image took longer than the {limits.seconds:g} s "
@@ -379,8 +383,8 @@ def _too_slow(limits: RunLimits) -> ModelFileError:
 def _failed(code: int, report: dict, limits: RunLimits, input_size: int) -> ModelFileError:
     import signal
 
-    error = str(report.get("error", ""))
-    message = str(report.get("message", ""))[:300]
+    error = _plain(str(report.get("error", "")))[:80]
+    message = _plain(str(report.get("message", "")))[:300]
     if report.get("timeout") or code in (-signal.SIGALRM, -signal.SIGXCPU):
         return _too_slow(limits)
     if report.get("memory") or code == -signal.SIGKILL:
