@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,8 +21,7 @@ from torch import nn
 
 from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, ROOT, free_port, screenshot
 
-pytestmark = pytest.mark.skipif(not CHROMIUM or not __import__("pathlib").Path(CHROMIUM).exists(),
-                                reason="Debian's chromium is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
 
 
 @pytest.fixture(scope="module")
