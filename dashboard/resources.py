@@ -8,6 +8,7 @@ change of an unrelated widget (or adding one method) recomputes nothing already 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Optional
 
@@ -35,14 +36,41 @@ def model(name: str, device: str) -> engines.LoadedModel:
     return custom if custom is not None else _catalogue_model(name, device)
 
 
+OWN_MODELS_ENV = "SALIENCY_OWN_MODELS"
+"""Environment variable of the server: `off` (or 0, false, no) turns "Use your own model" off."""
+
+
+def own_models_allowed() -> bool:
+    """Whether this server accepts people's own model files (`SALIENCY_OWN_MODELS`, on by default)."""
+    return os.environ.get(OWN_MODELS_ENV, "on").strip().lower() not in ("off", "0", "false", "no")
+
+
+def _refuse_if_off() -> None:
+    if not own_models_allowed():
+        raise engines.ModelFileError(f"Own models are turned off on this server ({OWN_MODELS_ENV}=off).")
+
+
 def load_custom_model(data: bytes, classes: bytes, input_size: int, mean: tuple, std: tuple, device: str) -> str:
-    """Loads a person's TorchScript model with its class list and returns its name (a digest);
-    raises engines.ModelFileError with what to do when it cannot be used."""
+    """Loads a person's TorchScript model (checked before it runs: `engines.load_torchscript`)
+    with its class list and returns its name (a digest); raises engines.ModelFileError with what
+    to do when it cannot be used, or when own models are turned off on this server."""
+    _refuse_if_off()
     settings = json.dumps([input_size, list(mean), list(std)]).encode()
     name = "custom-" + engines.image_digest(data + b"\0" + classes + b"\0" + settings)[:12]
     if _custom_models().get((name, device)) is None:
         loaded = engines.load_torchscript(data, classes, input_size=input_size, mean=mean, std=std, name=name,
                                           device=device)
+        _custom_models().put((name, device), loaded)
+    return name
+
+
+def load_own_weights(data: bytes, architecture: str, classes: bytes, device: str) -> str:
+    """Loads a person's safetensors weights for a catalogue `architecture` with its class list
+    (`engines.load_own_weights`: no code from the file runs) and returns its name (a digest)."""
+    _refuse_if_off()
+    name = "own-" + engines.image_digest(data + b"\0" + classes + b"\0" + architecture.encode())[:12]
+    if _custom_models().get((name, device)) is None:
+        loaded = engines.load_own_weights(data, architecture, classes, name=name, device=device)
         _custom_models().put((name, device), loaded)
     return name
 

@@ -48,27 +48,56 @@ def _model_label(name: str) -> str:
 
 
 def _floats(text: str, what: str) -> tuple[float, float, float]:
-    values = tuple(float(v) for v in text.replace(",", " ").split())
+    try:
+        values = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        values = ()
     if len(values) != 3:
         raise engines.ModelFileError(f"{what} needs three numbers (one per colour channel), e.g. 0.485 0.456 0.406.")
     return values
 
 
+_WEIGHTS, _SCRIPT = "Weights for a catalogue architecture (safetensors)", "TorchScript (checked before it runs)"
+
+
 def _own_model(device: str) -> None:
-    """The form for a person's own TorchScript model; a loaded one joins the model list."""
-    with st.expander("Use your own model (TorchScript)"):
-        st.caption("A model saved with torch.jit.save, and its class names (one per line, or a JSON list). "
-                   "Pickled models are refused: loading them could run any code.")
-        data = st.file_uploader("Model file", type=["pt", "pth", "ts", "zip"], key=state.CUSTOM_FILE,
-                                max_upload_size=engines.MAX_MODEL_BYTES >> 20)
-        classes = st.file_uploader("Class names", type=["txt", "json"], key=state.CUSTOM_CLASSES)
-        size = st.number_input("Input size (pixels)", 8, 2048, 224, key=state.CUSTOM_SIZE)
-        mean = st.text_input("Mean (R G B)", "0.485 0.456 0.406", key=state.CUSTOM_MEAN)
-        std = st.text_input("Std (R G B)", "0.229 0.224 0.225", key=state.CUSTOM_STD)
+    """The form for a person's own model, two ways: safetensors weights for a catalogue
+    architecture (no code runs from the file), or a TorchScript file that is checked (pure tensor
+    operations only) and first run in a separate process with time and memory limits. A loaded
+    one joins the model list. The server can turn this off (`SALIENCY_OWN_MODELS=off`)."""
+    with st.expander("Use your own model"):
+        if not resources.own_models_allowed():
+            st.caption(f"Own models are turned off on this server ({resources.OWN_MODELS_ENV}=off).")
+            return
+        kind = st.radio("What you have", [_WEIGHTS, _SCRIPT], key=state.CUSTOM_KIND)
+        cap = st.get_option("server.maxUploadSize")
+        if kind == _WEIGHTS:
+            architecture = st.selectbox("Architecture", list(engines.OWN_ARCHITECTURES), key=state.CUSTOM_ARCH)
+            spec = engines.catalogue()[architecture]
+            st.caption(f"A safetensors file of `model.state_dict()` for a {spec.label} with your number of classes "
+                       f"(input {spec.input_size} px, its own mean and std). No code runs from the file.")
+            types = ["safetensors"]
+        else:
+            st.caption("A model saved with torch.jit.save. It may use pure tensor operations only (no files, "
+                       "printing or image-dependent loops) and is first run apart, with time and memory limits. "
+                       "Pickled models are refused: loading them could run any code.")
+            types = ["pt", "pth", "ts", "zip"]
+        data = st.file_uploader("Model file", type=types, key=state.CUSTOM_FILE,
+                                help=f"Up to {cap} MB on this server (server.maxUploadSize).")
+        classes = st.file_uploader("Class names", type=["txt", "json"], key=state.CUSTOM_CLASSES,
+                                   help="One class name per line, or a JSON list of strings.")
+        if kind == _SCRIPT:
+            size = st.number_input("Input size (pixels)", 8, 2048, 224, key=state.CUSTOM_SIZE)
+            mean = st.text_input("Mean (R G B)", "0.485 0.456 0.406", key=state.CUSTOM_MEAN)
+            std = st.text_input("Std (R G B)", "0.229 0.224 0.225", key=state.CUSTOM_STD)
         if st.button("Load my model", key=state.CUSTOM_LOAD, disabled=data is None or classes is None):
             try:
-                name = resources.load_custom_model(data.getvalue(), classes.getvalue(), int(size),
-                                                   _floats(mean, "Mean"), _floats(std, "Std"), device)
+                with st.spinner("Checking the model…"):
+                    if kind == _WEIGHTS:
+                        name = resources.load_own_weights(data.getvalue(), architecture, classes.getvalue(), device)
+                    else:
+                        name = resources.load_custom_model(data.getvalue(), classes.getvalue(), int(size),
+                                                           _floats(mean, "Mean"), _floats(std, "Std"), device)
             except (engines.ModelFileError, ValueError) as error:
                 st.error(f"{error}")
                 return
@@ -126,6 +155,8 @@ def _pick_target(model_name: str, digest: str, classes: list[str], prediction: e
     if st.session_state.get(state.TARGET_FOR) != (model_name, digest):
         st.session_state[state.TARGET_FOR] = (model_name, digest)
         linked = st.session_state.pop(state.TARGET_PENDING, None)  # from a link: used once
+        if linked is not None and linked >= len(classes):
+            urlstate.note(f"target {linked} (the model has {len(classes)} classes)")
         st.session_state[state.TARGET] = linked if linked is not None and linked < len(classes) else top[0][0]
     order = [i for i, _ in top] + sorted(set(range(len(classes))) - {i for i, _ in top}, key=lambda i: classes[i])
     return int(st.selectbox(
@@ -147,6 +178,9 @@ def sidebar() -> Selection:
         x = resources.image_bytes_to_tensor(model_name, device, digest, data)
         prediction = resources.prediction(model_name, device, digest, x)
         target = _pick_target(model_name, digest, loaded.categories, prediction)
+        ignored = urlstate.ignored()
+        if ignored:
+            st.warning("Parts of this link could not be used and were ignored or changed: " + "; ".join(ignored) + ".")
     return Selection(model_name, device, loaded, x, digest, source, sample, prediction, target)
 
 

@@ -15,6 +15,7 @@ TARGET_FOR = "target_for"  # (model, image digest) the target was chosen for
 CUSTOM_FILE, CUSTOM_CLASSES = "custom.file", "custom.classes"
 CUSTOM_SIZE, CUSTOM_MEAN, CUSTOM_STD = "custom.size", "custom.mean", "custom.std"
 CUSTOM_LOAD = "custom.load"
+CUSTOM_KIND, CUSTOM_ARCH = "custom.kind", "custom.architecture"  # safetensors weights or TorchScript
 CUSTOM_MODELS = "custom.models"
 MODEL_PENDING = "model.pending"  # a just-loaded own model, selected on the next run  # {name: label} of the models this session loaded
 SELECTION = "selection"  # this run's Selection, handed from app.py to the page

@@ -3,7 +3,8 @@
 The public API (kept stable for the dashboard, scripts and outside checks)::
 
     load_model(name, device="auto") -> LoadedModel   # .model, .preprocess(pil), .categories, .name
-    catalogue(), model_status(name), load_torchscript(...)
+    catalogue(), model_status(name), load_torchscript(...)  # checked before it runs: script_check.py
+    load_own_weights(safetensors, architecture, classes)  # own weights for a catalogue architecture
     methods() -> list[str]                           # registered method names
     method_info(name) -> MethodInfo                  # .family, .signed, .params, .label, .cost(...), .plan, .peers, .live
     method_families() -> list[str]                   # the families of the registered methods, in order
@@ -66,6 +67,8 @@ from engines.models.catalogue import (
     load_torchscript,
     model_status,
 )
+from engines.models.own import ARCHITECTURES as OWN_ARCHITECTURES, load_own_weights
+from engines.models.script_check import RunLimits
 from engines.families.nonlinear import RegionGrid, ResponseCurve, region_grid, response_curve
 from engines.families.occlusion import Occluded, occlude, occlude_box
 from engines.core.passes import Cancelled, OutOfMemory, available_devices, pick_device
@@ -88,4 +91,5 @@ __all__ = [
     "pick_device", "predict", "Prediction", "read_image", "sample_images", "sample_mask",
     "DIVERGING", "SEQUENTIAL", "DisplaySettings", "color_limits", "colour_scale", "display_peak", "heatmap_rgb",
     "image_array", "is_pixel_level", "overlay_rgb", "smooth_for_display",
+    "OWN_ARCHITECTURES", "load_own_weights", "RunLimits",
 ]

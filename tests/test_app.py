@@ -211,6 +211,7 @@ def _own_model_bytes(classes: int) -> bytes:
 
 
 def _load_own(app: AppTest, model: bytes, classes: bytes) -> AppTest:
+    app.radio(key="custom.kind").set_value("TorchScript (checked before it runs)").run()
     app.file_uploader(key="custom.file").set_value(("net.pt", model, "application/octet-stream"))
     app.file_uploader(key="custom.classes").set_value(("classes.txt", classes, "text/plain"))
     app.number_input(key="custom.size").set_value(32).run()

@@ -7,6 +7,7 @@ forward pass with its graph, the target's gradient, the rival classes' gradient 
 
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -175,6 +176,13 @@ class Context:
 def _check_logits(logits: torch.Tensor, n: int) -> None:
     if logits.dim() != 2 or logits.shape[0] != n:
         raise ValueError(f"the model must return logits of shape (N, K); it returned {tuple(logits.shape)}")
+    finite = torch.isfinite(logits.detach()).all(dim=1)
+    if not finite.all():
+        bad = (~finite).nonzero().flatten().tolist()
+        raise ValueError(
+            f"the model returned NaN or infinite logits for image(s) {bad[:10]} of {n}; no map or "
+            "probability can be computed from them. Check the model on this image."
+        )
 
 
 def resolve_target(target: Target, logits: torch.Tensor) -> torch.Tensor:
@@ -183,12 +191,26 @@ def resolve_target(target: Target, logits: torch.Tensor) -> torch.Tensor:
     n, k = logits.shape
     if target is None:
         return logits.argmax(dim=1)
-    if isinstance(target, bool):
-        raise ValueError(f"target must be a class index in [0, {k - 1}], a tensor of {n} of them, or None")
-    if isinstance(target, int):
-        chosen = torch.full((n,), target, dtype=torch.long, device=logits.device)
+    if isinstance(target, bool) or not isinstance(target, (numbers.Integral, torch.Tensor, list, tuple)) and not (
+        hasattr(target, "dtype") and hasattr(target, "shape")  # a numpy array of class indices
+    ):
+        hint = " (a class name? give its index in the model's categories)" if isinstance(target, str) else ""
+        hint = f" (a float; give int({target:g}))" if isinstance(target, float) and float(target).is_integer() else hint
+        raise ValueError(
+            f"target must be a class index (an int) in [0, {k - 1}], {n} of them, or None; "
+            f"got {target!r}{hint or f' (a {type(target).__name__})'}"
+        )
+    if isinstance(target, numbers.Integral):
+        if not 0 <= int(target) < k:
+            raise ValueError(f"target must be a class index in [0, {k - 1}]; got {int(target)}")
+        chosen = torch.full((n,), int(target), dtype=torch.long, device=logits.device)
     else:
-        chosen = torch.as_tensor(target, device=logits.device)
+        try:
+            chosen = torch.as_tensor(target, device=logits.device)
+        except (TypeError, ValueError, RuntimeError, OverflowError):
+            raise ValueError(f"target must be None, an int, or {n} ints; got {target!r}") from None
+        if chosen.dtype == torch.bool:
+            raise ValueError(f"target must be class indices, not booleans; got {target!r}")
         if chosen.is_floating_point() or chosen.reshape(-1).shape[0] not in (1, n):
             raise ValueError(f"target must be None, an int, or {n} ints; got {tuple(chosen.shape)}")
         chosen = chosen.reshape(-1).long().expand(n).clone()
@@ -269,5 +291,7 @@ class Prediction:
 
 def predict(model: Any, x: torch.Tensor) -> Prediction:
     """The model's logits and class probabilities for images `(N, C, H, W)` in pixel units."""
-    logits = passes.forward(as_module(model), check_images(x)).float().cpu()
+    images = check_images(x)
+    logits = passes.forward(as_module(model), images).float().cpu()
+    _check_logits(logits, len(images))
     return Prediction(logits, logits.softmax(dim=1))

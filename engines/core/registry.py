@@ -10,6 +10,7 @@ registered method. Families come from the registrations, in the order they first
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -52,7 +53,7 @@ class Param:
         """`value` converted to this parameter's type; ValueError naming the parameter otherwise."""
         if value is None and self.optional:
             return None
-        problem = f"{self.name} must be {self.valid_range()}; got {value!r}"
+        problem = f"{self.name} must be {self.valid_range()}; got {_shown(value)}"
         if self.kind == "choice":
             if value not in self.choices:
                 raise ValueError(problem)
@@ -61,19 +62,29 @@ class Param:
             if not isinstance(value, bool):
                 raise ValueError(problem)
             return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(problem)
-        if self.kind == "int":
-            if float(value) != int(value):
+        if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
+            raise ValueError(problem)  # numpy ints and floats are Real and accepted; bools are not numbers here
+        if isinstance(value, numbers.Integral):
+            value = int(value)  # exact however large: compared with the range, never converted to float first
+            if self.kind == "float" and abs(value) > 1e308:
                 raise ValueError(problem)
-            value = int(value)
         else:
             value = float(value)
-        if not math.isfinite(value) or (self.low is not None and value < self.low) or (
-            self.high is not None and value > self.high
-        ):
+            if not math.isfinite(value) or (self.kind == "int" and not value.is_integer()):
+                raise ValueError(problem)
+            if self.kind == "int":
+                value = int(value)
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             raise ValueError(problem)
-        return value
+        return float(value) if self.kind == "float" else value
+
+
+def _shown(value: Any) -> str:
+    """`repr(value)` for a message, cut short (a 5000-digit integer cannot even be printed)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True)

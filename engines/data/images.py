@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -26,6 +27,13 @@ MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 
 MAX_PIXELS = 40_000_000
 """Largest image accepted, in pixels (width × height: 40 megapixels)."""
+
+MAX_ASPECT = 20
+"""Largest ratio of an image's longer side to its shorter side accepted (20:1).
+
+Panoramas of 10:1 pass; a 1 × 8000 strip does not. Together with :data:`MAX_PIXELS` it bounds
+every size an accepted image can reach on its way to a model: the model's preprocessing crops
+the central part of at most 2:1 before resizing (see ``LoadedModel.preprocess``)."""
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 """Pillow format names :func:`read_image` will try; no other decoder sees the data."""
@@ -72,7 +80,9 @@ def read_image(
         its range.
 
     Raises:
-        ImageError: the source is empty, too large in bytes or pixels, not one
+        ImageError: the source is empty, not a regular file (a device or pipe),
+            too large in bytes or pixels, longer than :data:`MAX_ASPECT` times its
+            width (or the other way round), not one
             of :data:`SUPPORTED_FORMATS`, damaged or cut short, or in a colour
             mode that cannot be shown as RGB.
     """
@@ -154,16 +164,37 @@ def sample_mask(name: str) -> Path | None:
 
 
 def _read_path(path: Path, max_bytes: int) -> bytes:
-    """Read a file from disk, checking its size before reading it."""
+    """Read a regular file from disk, checking its size before reading it.
+
+    The file is opened without blocking (a pipe would wait for a writer) and checked through its
+    open descriptor, so a device (``/dev/zero`` reads forever and says its size is 0), a pipe or
+    a socket is refused before a byte is read, and at most ``max_bytes + 1`` bytes are read.
+    """
     try:
-        _check_bytes(path.stat().st_size, max_bytes)
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageError(
+                    f"{path} is not a regular file (it is a device, a pipe or a socket). Give the path of an image file."
+                )
+            _check_bytes(info.st_size, max_bytes)
+            with os.fdopen(fd, "rb", closefd=True) as stream:
+                fd = -1
+                return stream.read(max_bytes + 1)
+        finally:
+            if fd >= 0:
+                os.close(fd)
     except FileNotFoundError:
         raise ImageError(f"There is no file at {path}. Check the path.") from None
     except IsADirectoryError:
         raise ImageError(f"{path} is a folder, not an image file. Pick a file.") from None
     except PermissionError:
         raise ImageError(f"{path} cannot be read (permission denied).") from None
+    except (OSError, ValueError) as error:  # a name too long, a loop of links, a NUL in the path
+        raise ImageError(f"{str(path)[:200]} cannot be read ({getattr(error, 'strerror', None) or error}).") from None
 
 
 def _read_stream(stream: BinaryIO, max_bytes: int) -> bytes:
@@ -202,6 +233,12 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
         )
     if width < 1 or height < 1:
         raise ImageError(f"This image is {width} × {height} pixels: it has no pixels to show.")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageError(
+            f"This image is {width} × {height} pixels, {max(width, height) / min(width, height):.3g} times as "
+            f"long as it is wide; the limit is {MAX_ASPECT}:1. Crop it to the part you want explained "
+            "and upload it again."
+        )
 
 
 def _pixel_limit(max_pixels: int) -> int:
@@ -273,10 +310,11 @@ def _integer_grey_to_rgb(image: Image.Image) -> Image.Image:
     32-bit integers but is mostly 16-bit data widened; it is scaled as 16-bit when
     every value fits in 0..65535 and by its range otherwise.
     """
-    values = np.asarray(image).astype(np.float64)
+    values = np.asarray(image).astype(np.float64)  # one copy, scaled in place below
     if image.mode == "I" and (values.min() < 0 or values.max() > 65535):
         return _grey_by_range(values)
-    return _grey(values / 257.0)
+    values /= 257.0
+    return _grey(values)
 
 
 def _float_grey_to_rgb(image: Image.Image) -> Image.Image:
@@ -285,19 +323,32 @@ def _float_grey_to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _grey_by_range(values: np.ndarray) -> Image.Image:
-    """Map the smallest finite value to 0 and the largest to 255; a constant image is black."""
+    """Map the smallest finite value to 0 and the largest to 255; a constant image is black.
+
+    Works in place on `values` (a private float copy), so a 40-megapixel image costs one array.
+    """
     finite = np.isfinite(values)
     if not finite.any():
         return _grey(np.zeros_like(values))
     low, high = values[finite].min(), values[finite].max()
-    values = np.where(finite, values, low)
+    values[~finite] = low
+    del finite
     span = high - low
-    return _grey((values - low) * (255.0 / span) if span > 0 else np.zeros_like(values))
+    if span > 0:
+        values -= low
+        values *= 255.0 / span
+    else:
+        values[...] = 0
+    return _grey(values)
 
 
 def _grey(values: np.ndarray) -> Image.Image:
-    """Round an (H, W) array of 0..255 values to an 8-bit greyscale image, as RGB."""
-    grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)  # (H, W)
+    """Round an (H, W) array of 0..255 values (a private float copy, rounded in place) to an
+    8-bit greyscale image, as RGB."""
+    np.rint(values, out=values)
+    np.clip(values, 0, 255, out=values)
+    grey = values.astype(np.uint8)  # (H, W)
+    del values
     return Image.fromarray(grey).convert("RGB")
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import numbers
 import os
 import socket
 import time
@@ -51,6 +53,12 @@ class Normalised(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.mean.shape[1]:
+            raise ValueError(
+                f"the model takes images of shape (N, {self.mean.shape[1]}, H, W); got {tuple(x.shape)}. "
+                "A greyscale tensor (N, 1, H, W) is not broadcast silently: repeat it with "
+                "x.expand(-1, 3, -1, -1) if that is what you mean."
+            )
         return self.net((x - self.mean) / self.std)
 
 
@@ -76,6 +84,24 @@ class ModelSpec:
     weights_url: Optional[str] = None
 
 
+PREPROCESS_ASPECT = 2
+"""Longest side over shortest side that `LoadedModel.preprocess` resizes whole (see there)."""
+
+
+def _central_part(image: Image.Image, aspect: int) -> Image.Image:
+    """The central part of `image` at most `aspect` times as long as it is wide (itself if so)."""
+    width, height = image.size
+    short = min(width, height)
+    if max(width, height) <= aspect * short:
+        return image
+    keep = aspect * short
+    if width > height:
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    top = (height - keep) // 2
+    return image.crop((0, top, width, top + keep))
+
+
 @dataclass
 class LoadedModel:
     """A ready model: `model` takes `(N, 3, H, W)` in [0, 1] and returns logits `(N, K)`."""
@@ -93,8 +119,14 @@ class LoadedModel:
         return self.spec.input_size
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """`(1, 3, S, S)` float in [0, 1] on the CPU: resize the shorter side, centre-crop to S."""
-        image = image.convert("RGB")
+        """`(1, 3, S, S)` float in [0, 1] on the CPU: resize the shorter side, centre-crop to S.
+
+        An image longer than `PREPROCESS_ASPECT` times its shorter side is first cropped to its
+        central `short × PREPROCESS_ASPECT·short` part (the final crop lies inside it), so the
+        resized image never exceeds `resize × PREPROCESS_ASPECT·resize` pixels however thin the
+        image is.
+        """
+        image = _central_part(image.convert("RGB"), PREPROCESS_ASPECT)
         x = TF.to_dtype(TF.to_image(image), torch.float32, scale=True)  # (3, H, W)
         x = TF.resize(x, [self.spec.resize], antialias=True)
         x = TF.center_crop(x, [self.spec.input_size, self.spec.input_size])
@@ -307,22 +339,122 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "auto") -> LoadedModel:
 # --------------------------------------------------------------------------- a user's own model
 
 
+MAX_CLASSES = 100_000
+"""Most class names a class list may hold."""
+
+MAX_CLASS_NAME = 200
+"""Longest class name, in characters."""
+
+
+def _decode_text(data: bytes) -> str:
+    """A class file's text: UTF-8 (with or without a BOM), UTF-16 with its BOM, or else Latin-1
+    when that reads as printable text; ModelFileError for anything else (a binary file)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise ModelFileError("The class list starts like UTF-16 text but does not decode; save it as UTF-8.") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        text = data.decode("latin-1")
+        if any(ord(c) < 32 and c not in "\t\n\r" for c in text) or any(0x7F <= ord(c) < 0xA0 for c in text):
+            raise ModelFileError(
+                f"The class list is not text in UTF-8, UTF-16 or Latin-1 (byte {data[error.start]:#04x} at "
+                f"position {error.start} is no character). Save it as UTF-8 text, one class name per line."
+            ) from None
+        return text
+
+
 def parse_categories(source: Union[str, bytes]) -> list[str]:
-    """Class names from a text file (one per line) or a JSON list of strings."""
-    text = source.decode("utf-8-sig", errors="strict") if isinstance(source, bytes) else source
+    """Class names from a text file (one per line) or a JSON list of strings.
+
+    Bytes may be UTF-8, UTF-16 (with its byte-order mark) or Latin-1. At most `MAX_CLASSES`
+    names of at most `MAX_CLASS_NAME` characters each; ModelFileError says what is wrong.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        text = _decode_text(bytes(source))
+    elif isinstance(source, str):
+        text = source
+    else:
+        raise ModelFileError(f"The class list must be text or bytes; got a {type(source).__name__}.")
     stripped = text.strip()
     if stripped.startswith("["):
+        if stripped.count("[") > 1 or "{" in stripped:
+            raise ModelFileError("The JSON class list must be one flat list of strings, e.g. [\"cat\", \"dog\"].")
         try:
             names = json.loads(stripped)
-        except json.JSONDecodeError as error:
+        except (ValueError, RecursionError) as error:
             raise ModelFileError(f"The class list looks like JSON but does not parse: {error}") from None
-        if not all(isinstance(n, str) for n in names):
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ModelFileError("The JSON class list must be a list of strings.")
+        names = [n.strip() for n in names]
     else:
         names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise ModelFileError("The class list is empty: give one class name per line (or a JSON list).")
+    if len(names) > MAX_CLASSES:
+        raise ModelFileError(f"The class list has {len(names)} names; at most {MAX_CLASSES} are allowed.")
+    long = next((n for n in names if len(n) > MAX_CLASS_NAME), None)
+    if long is not None:
+        raise ModelFileError(f"A class name is {len(long)} characters long; at most {MAX_CLASS_NAME} are allowed.")
     return names
+
+
+def check_normalisation(mean, std, channels: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """`(mean, std)` as tuples of `channels` finite floats, std positive; ModelFileError otherwise."""
+    try:
+        mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    except (TypeError, ValueError):
+        raise ModelFileError("mean and std must be numbers, three each (one per colour channel).") from None
+    if len(mean) != channels or len(std) != channels:
+        raise ModelFileError(f"mean and std need {channels} values each (one per colour channel).")
+    if not all(math.isfinite(v) for v in mean + std):
+        raise ModelFileError(f"mean and std must be finite numbers; got mean {mean}, std {std}.")
+    if any(v <= 0 for v in std):
+        raise ModelFileError(f"std must be positive; got {std}.")
+    return mean, std
+
+
+def check_input_size(input_size) -> int:
+    """The input size as an int in [8, 2048] pixels; ModelFileError otherwise."""
+    if isinstance(input_size, bool) or not isinstance(input_size, numbers.Integral) or not 8 <= input_size <= 2048:
+        raise ModelFileError(f"input size must be a whole number of pixels between 8 and 2048; got {input_size!r}")
+    return int(input_size)
+
+
+def check_logits(logits: torch.Tensor, names: list[str]) -> None:
+    """Refuses a model whose logits on the grey warm-up image are not `(1, K)` or not finite."""
+    if logits.dim() != 2 or logits.shape[1] != len(names):
+        raise ModelFileError(
+            f"The model returns shape {tuple(logits.shape)} but the class list has {len(names)} names: "
+            f"it must return (N, {len(names)}) logits."
+        )
+    if not torch.isfinite(logits).all():
+        raise ModelFileError(
+            "The model returns NaN or infinite logits on a plain grey image, so its maps and "
+            "probabilities would be meaningless; it was refused. Check its weights and normalisation."
+        )
+
+
+def model_bytes(source: Union[bytes, str, Path]) -> bytes:
+    """The bytes of a model file, refusing an empty one or one over `MAX_MODEL_BYTES`."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ModelFileError(f"{path} is not a regular file.")
+        if path.stat().st_size > MAX_MODEL_BYTES:
+            raise ModelFileError(f"The model file is over the {MAX_MODEL_BYTES >> 20} MB limit.")
+        data = path.read_bytes()
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        raise ModelFileError(f"A model file must be bytes or a path; got a {type(source).__name__}.")
+    if not data:
+        raise ModelFileError("The model file is empty.")
+    if len(data) > MAX_MODEL_BYTES:
+        raise ModelFileError(f"The model file is over the {MAX_MODEL_BYTES >> 20} MB limit.")
+    return data
 
 
 def load_torchscript(
@@ -335,23 +467,26 @@ def load_torchscript(
     resize: Optional[int] = None,
     name: str = "custom",
     device: str = "auto",
+    limits=None,
 ) -> LoadedModel:
     """A user's TorchScript classifier (saved with `torch.jit.save`), wrapped like the catalogue.
 
     Only TorchScript is accepted: a pickled module could run any code, so it is never loaded.
-    The model must map `(1, 3, input_size, input_size)` normalised images to `(1, K)` logits
-    with K = the number of class names; ModelFileError says what is wrong otherwise.
+    Before anything of it runs, `script_check` checks the archive and the inlined graph (pure
+    tensor operations only), then runs it once in a separate process under `limits`
+    (`script_check.RunLimits`: time and memory). The model must map `(1, 3, input_size,
+    input_size)` normalised images to finite `(1, K)` logits with K = the number of class names;
+    ModelFileError says what is wrong otherwise.
     """
+    from engines.models import script_check
+
     names = categories if isinstance(categories, list) else parse_categories(categories)
-    if not 8 <= int(input_size) <= 2048:
-        raise ModelFileError(f"input size must be between 8 and 2048 pixels; got {input_size}")
-    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
-        raise ModelFileError("mean and std need three values each, and std must be positive")
-    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
-    if not data:
-        raise ModelFileError("The model file is empty.")
-    if len(data) > MAX_MODEL_BYTES:
-        raise ModelFileError(f"The model file is over the {MAX_MODEL_BYTES >> 20} MB limit.")
+    if not names or not all(isinstance(n, str) for n in names):
+        raise ModelFileError("The class list must be a non-empty list of strings.")
+    input_size = check_input_size(input_size)
+    mean, std = check_normalisation(mean, std)
+    data = model_bytes(source)
+    script_check.check_archive(data)
     target = passes.pick_device(device)
     try:
         with warnings.catch_warnings():  # torch.jit.load's deprecation notice is not the user's concern
@@ -363,21 +498,25 @@ def load_torchscript(
             "torch.jit.save(torch.jit.script(model), 'model.pt') (or torch.jit.trace); "
             f"pickled models are refused because loading them can run arbitrary code. ({error.__class__.__name__})"
         ) from None
+    script_check.check_graph(net)
+    script_check.first_run(data, input_size, mean, std, limits or script_check.RunLimits())
     spec = ModelSpec(
-        name=name, label=f"{name} (your TorchScript model)", dataset="your classes", input_size=int(input_size),
-        resize=int(resize or input_size), mean=tuple(mean), std=tuple(std), source="uploaded TorchScript file",
+        name=name, label=f"{name} (your TorchScript model)", dataset="your classes", input_size=input_size,
+        resize=int(resize or input_size), mean=mean, std=std, source="uploaded TorchScript file",
         build=lambda: net, categories=lambda: names,
     )
+    return _wrap(net, spec, names, target)
+
+
+def _wrap(net: nn.Module, spec: ModelSpec, names: list[str], target: torch.device) -> LoadedModel:
+    """Freezes, normalises, moves and warms up a person's network; refuses bad logits."""
     model = freeze(Normalised(net, spec.mean, spec.std)).to(target)
     try:
         logits, seconds = warm_up(model, spec.input_size)
     except Exception as error:
         raise ModelFileError(
-            f"The model failed on a (1, 3, {input_size}, {input_size}) image: {error}. Check the input size."
+            f"The model failed on a (1, 3, {spec.input_size}, {spec.input_size}) image: {error}. "
+            "Check the input size."
         ) from None
-    if logits.dim() != 2 or logits.shape[1] != len(names):
-        raise ModelFileError(
-            f"The model returns shape {tuple(logits.shape)} but the class list has {len(names)} names: "
-            f"it must return (N, {len(names)}) logits."
-        )
-    return LoadedModel(name, model, names, spec, target, seconds)
+    check_logits(logits, names)
+    return LoadedModel(spec.name, model, names, spec, target, seconds)
