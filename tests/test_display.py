@@ -122,7 +122,7 @@ def test_the_page_draws_smoothed_clipped_maps_while_the_store_and_the_npz_keep_t
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.session_state["model"] = "shapes_cnn"
     at.session_state["sample"] = "shapes_star"
-    for family in engines.FAMILIES:
+    for family in engines.method_families():
         at.session_state[f"methods.{family}"] = ["gradient"] if family == "linear" else []
     at.session_state["display.smoothing"] = 2.0
     at.session_state["display.percentile"] = 95.0

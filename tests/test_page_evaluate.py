@@ -220,7 +220,7 @@ def test_through_the_entry_point_the_switch_reaches_the_shared_sidebar():
     at.session_state["evaluate.methods"] = []
     import engines
 
-    for family in engines.FAMILIES:
+    for family in engines.method_families():
         at.session_state[f"methods.{family}"] = []  # Explore computes nothing either
     at.run()
     assert not at.exception and at.selectbox(key="sample").value == "chelsea"  # Explore keeps the default
