@@ -14,6 +14,7 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
     deletion_curve / insertion_curve / allegiance_curve(model, x, map, ...) -> Curve
     randomisation_check(model, x, method, ...)       # cascading weight randomisation on a copy
     sufficiency(model, x, map, keep, fills, ...)     # is the salient region sufficient?
+    cluster_maps(maps, clusters=None) -> MapClusters  # SpRAy: one class's maps grouped by similarity
     read_image(source) -> PIL RGB image; sample_images() -> {name: path}
 
 Images are `(N, 3, H, W)` in pixel units [0, 1]; models normalise inside.
@@ -54,11 +55,12 @@ from engines.core.passes import Cancelled, OutOfMemory, available_devices, pick_
 from engines.core.registry import FAMILIES, MethodInfo, Param, method_info
 from engines.core.registry import method_names as methods
 from engines.evaluation.sufficiency import SufficiencyReport, sufficiency
+from engines.evaluation.clusters import MapClusters, cluster_maps
 
 __all__ = [
     "PAPER_FRACTIONS", "Curve", "RandomisationStep", "allegiance_curve", "deletion_curve", "insertion_curve",
     "pointing_game", "randomisation_check", "relevance_mass", "ResponseCurve", "response_curve", "Occluded",
-    "occlude", "occlude_box", "SufficiencyReport", "sufficiency",
+    "occlude", "occlude_box", "SufficiencyReport", "sufficiency", "MapClusters", "cluster_maps",
     "Cancelled", "DEFAULT_MODEL", "Explanation", "FAMILIES", "ImageError", "LoadedModel", "MethodInfo",
     "ModelFileError", "ModelUnavailable", "OutOfMemory", "Param", "available_devices", "catalogue", "explain",
     "explain_many", "image_digest", "load_model", "load_torchscript", "method_info", "methods", "model_status",
