@@ -28,6 +28,7 @@ pages = [
     st.Page(str(PAGES / "occlusion.py"), title="Occlusion, live", icon="🩹"),
     st.Page(str(PAGES / "probe.py"), title="Probe the nonlinearity", icon="📈"),
     st.Page(str(PAGES / "evaluate.py"), title="Evaluate", icon="⚖️"),
+    st.Page(str(PAGES / "dataset.py"), title="Data set", icon="🗂️"),
     st.Page(str(PAGES / "learn.py"), title="Learn", icon="🎓"),
 ]
 navigation = st.navigation(pages)

@@ -15,6 +15,8 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
     randomisation_check(model, x, method, ...)       # cascading weight randomisation on a copy
     sufficiency(model, x, map, keep, fills, ...)     # is the salient region sufficient?
     cluster_maps(maps, clusters=None) -> MapClusters  # SpRAy: one class's maps grouped by similarity
+    audits_root(), list_audits(root), open_audit(root, name) -> Audit   # audit folders, for the Data set page
+    cluster_class(audit, method, class_name) -> ClassClusters           # SpRAy on one class of an audit
     read_image(source) -> PIL RGB image; sample_images() -> {name: path}
 
 Images are `(N, 3, H, W)` in pixel units [0, 1]; models normalise inside.
@@ -56,11 +58,25 @@ from engines.core.registry import FAMILIES, MethodInfo, Param, method_info
 from engines.core.registry import method_names as methods
 from engines.evaluation.sufficiency import SufficiencyReport, sufficiency
 from engines.evaluation.clusters import MapClusters, cluster_maps
+from engines.audit.report import METRICS as AUDIT_METRICS
+from engines.audit.reader import (
+    LOWER_IS_BETTER,
+    Audit,
+    AuditFolderError,
+    ClassClusters,
+    MapFile,
+    audits_root,
+    cluster_class,
+    list_audits,
+    open_audit,
+)
 
 __all__ = [
     "PAPER_FRACTIONS", "Curve", "RandomisationStep", "allegiance_curve", "deletion_curve", "insertion_curve",
     "pointing_game", "randomisation_check", "relevance_mass", "ResponseCurve", "response_curve", "Occluded",
     "occlude", "occlude_box", "SufficiencyReport", "sufficiency", "MapClusters", "cluster_maps",
+    "AUDIT_METRICS", "LOWER_IS_BETTER", "Audit", "AuditFolderError", "ClassClusters", "MapFile", "audits_root",
+    "cluster_class", "list_audits", "open_audit",
     "Cancelled", "DEFAULT_MODEL", "Explanation", "FAMILIES", "ImageError", "LoadedModel", "MethodInfo",
     "ModelFileError", "ModelUnavailable", "OutOfMemory", "Param", "available_devices", "catalogue", "explain",
     "explain_many", "image_digest", "load_model", "load_torchscript", "method_info", "methods", "model_status",
