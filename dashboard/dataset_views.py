@@ -16,8 +16,9 @@ from dashboard import exports, views
 def metric_boxes(values: dict[str, list[float]], *, title: str, height: int = 300) -> go.Figure:
     """One box (with every image as a point beside it) per method: `values` is {label: metric values}."""
     figure = go.Figure()
-    for label, points in values.items():
+    for index, (label, points) in enumerate(values.items()):
         figure.add_trace(go.Box(y=points, name=label, boxpoints="all", jitter=0.4, pointpos=-1.6, marker_size=4,
+                                marker_color=views.PALETTE[index % len(views.PALETTE)],
                                 hovertemplate=f"{html.escape(label)}: %{{y:.3f}}<extra></extra>"))
     figure.update_layout(title=dict(text=title, font=dict(size=14)), height=height, showlegend=False,
                          margin=dict(l=0, r=0, t=36, b=0))

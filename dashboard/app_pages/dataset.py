@@ -125,7 +125,7 @@ for method in audit.methods:
     for title, rows in (("Most faithful", best), ("Least faithful", worst)):
         tiles = gallery(rows, method)
         if tiles:
-            st.markdown(f"**{title}** by {heading(metric).lower()}")
+            st.markdown(f"**{title}** by {heading(metric)}")
             st.image([t[0] for t in tiles], caption=[t[1] for t in tiles], width=150)
             galleries.append((f"{label(method)}: {title.lower()} by {METRIC_NAMES[metric]}", tiles))
 
