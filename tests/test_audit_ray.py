@@ -22,7 +22,7 @@ from engines.cli import shapes_test_set  # noqa: E402
 
 METHODS = "gradient,positive,occlusion"
 GOOD = ["test_00000_circle.png", "test_00001_heart.png", "test_00002_square.png", "test_00003_circle.png"]
-DYING = "test_00001_heart.png"
+ONCE, ALWAYS = "test_00001_heart.png", "test_00002_square.png"  # images whose actor dies
 TIMINGS = ("seconds", "curve_seconds")
 WRITE_RECORD = audit_report.write_record
 
@@ -136,56 +136,57 @@ def test_a_stopped_ray_run_resumes_in_one_process_and_a_stopped_one_process_run_
 
 
 class DyingActor(on_ray.AuditActor):
-    """Exits its process (as a killed or out-of-memory worker would) on the image `DYING`: the
-    first time only when `once`, or every time."""
+    """Exits its process (as a killed or out-of-memory worker would) on `ONCE` the first time it
+    meets it and on `ALWAYS` every time, noting each death in `deaths/<image>`."""
 
-    def __init__(self, *args, marker: str, once: bool, **kwargs):
+    def __init__(self, *args, deaths: str, **kwargs):
         super().__init__(*args, **kwargs)
-        self.marker, self.once = Path(marker), once
+        self.deaths = Path(deaths)
 
     def audit(self, item, job):
-        if item.file.name == DYING and not (self.once and self.marker.exists()):
-            with self.marker.open("a") as deaths:
+        name = item.file.name
+        if name == ALWAYS or (name == ONCE and not (self.deaths / name).exists()):
+            with (self.deaths / name).open("a") as deaths:
                 deaths.write("died\n")
             os._exit(1)
         return super().audit(item, job)
 
 
-def run_dying(folder: Path, out: Path, marker: Path, once: bool) -> tuple[int, list[dict]]:
-    """The Ray audit with `DyingActor`, called as `main` calls it; returns (images done, bad files)."""
+@pytest.fixture(scope="module")
+def dying(folder, tmp_path_factory) -> tuple[Path, Path, int, list[dict]]:
+    """The Ray audit (called as `main` calls it) with `DyingActor`: (out, deaths, images done, bad files)."""
+    out, deaths = tmp_path_factory.mktemp("dying"), tmp_path_factory.mktemp("deaths")
     files = audit.find_images(folder, exclude=out)
     settings = audit.parse_settings([], METHODS.split(","))
     wanted = audit.wanted_settings(settings, 8)
     audit_report.claim(out, "shapes_cnn")
     bad: list[dict] = []
-    original = on_ray.AuditActor
 
     class Bound(DyingActor):
         def __init__(self, *args, **kwargs):
-            super().__init__(*args, marker=str(marker), once=once, **kwargs)
+            super().__init__(*args, deaths=str(deaths), **kwargs)
 
     done, _ = on_ray.run("shapes_cnn", files, out, settings, wanted, audit.map_folders(files), bad, device="cpu",
                          actors=1, actor_class=Bound)
-    assert on_ray.AuditActor is original
     audit_report.write_reports(out, METHODS.split(","), wanted, {}, bad)
-    return done, bad
+    return out, deaths, done, bad
 
 
-def test_an_image_whose_actor_died_is_retried_once_and_gives_the_same_rows(folder, baseline, tmp_path):
-    done, bad = run_dying(folder, tmp_path / "out", tmp_path / "deaths", once=True)
-    assert (tmp_path / "deaths").read_text() == "died\n"  # the actor did die, once
-    assert done == len(GOOD) and [b["file"] for b in bad] == ["broken.png"]
-    assert_same(results(tmp_path / "out"), results(baseline))
+def test_an_image_whose_actor_died_is_retried_once_and_gives_the_same_rows(dying, baseline):
+    out, deaths, _, bad = dying
+    assert (deaths / ONCE).read_text() == "died\n"  # the actor did die on it, once
+    assert ONCE not in [b["file"] for b in bad]
+    assert_same([r for r in results(out) if r["image"] == ONCE], [r for r in results(baseline) if r["image"] == ONCE])
 
 
-def test_an_image_whose_actor_dies_twice_is_reported_and_the_others_are_audited(folder, baseline, tmp_path):
-    done, bad = run_dying(folder, tmp_path / "out", tmp_path / "deaths", once=False)
-    assert (tmp_path / "deaths").read_text() == "died\n" * 2  # the first try and one retry
+def test_an_image_whose_actor_dies_twice_is_reported_and_the_others_are_audited(dying, baseline):
+    out, deaths, done, bad = dying
+    assert (deaths / ALWAYS).read_text() == "died\n" * 2  # the first try and one retry
     assert done == len(GOOD) - 1
-    assert sorted(b["file"] for b in bad) == ["broken.png", DYING]
-    assert "died twice" in next(b["reason"] for b in bad if b["file"] == DYING)
-    assert audit_report.read_record(tmp_path / "out", DYING) is None  # the next run tries it again
-    assert_same(results(tmp_path / "out"), [r for r in results(baseline) if r["image"] != DYING])
+    assert sorted(b["file"] for b in bad) == ["broken.png", ALWAYS]
+    assert "died twice" in next(b["reason"] for b in bad if b["file"] == ALWAYS)
+    assert audit_report.read_record(out, ALWAYS) is None  # the next run tries it again
+    assert_same(results(out), [r for r in results(baseline) if r["image"] != ALWAYS])
 
 
 def test_an_unreachable_cluster_is_a_usage_error_naming_ray_start(folder, tmp_path, capsys, monkeypatch):
@@ -206,3 +207,21 @@ def test_without_ray_the_audit_never_imports_ray(folder, tmp_path):
     finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
                               env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert finished.stdout.split()[-2:] == ["False", "False"], finished.stderr
+
+
+@pytest.mark.parametrize("resources, device, actors, expected", [
+    ({"CPU": 32, "GPU": 4}, "auto", None, (4, 1.0)),  # one actor per GPU, one GPU each
+    ({"CPU": 32, "GPU": 4}, "cpu", None, (32, 0.0)),  # --device cpu: CPU actors on a GPU cluster
+    ({"CPU": 2}, "auto", None, (2, 0.0)),  # no GPU: one actor per CPU
+    ({"CPU": 8, "GPU": 2}, "cuda", 1, (1, 1.0)),  # --actors wins
+])
+def test_the_pool_has_one_gpu_per_actor_where_there_are_gpus_and_cpu_actors_otherwise(monkeypatch, resources, device,
+                                                                                      actors, expected):
+    monkeypatch.setattr(on_ray.ray, "cluster_resources", lambda: resources)
+    assert on_ray.pool(device, actors) == expected
+
+
+def test_asking_for_cuda_on_a_cluster_without_gpus_is_refused(monkeypatch):
+    monkeypatch.setattr(on_ray.ray, "cluster_resources", lambda: {"CPU": 4})
+    with pytest.raises(on_ray.RayUnavailable, match="no GPU"):
+        on_ray.pool("cuda", None)

@@ -13,8 +13,8 @@ The driver writes every record and map into DIR as it arrives, so DIR needs to b
 only; FOLDER must be readable at the same path on every node (a shared file system). Records
 are the single-process audit's, so a stopped run resumes with either mode.
 
-An actor that dies (killed, out of memory) costs only the images it had in flight: Ray restarts
-it and runs those again once (`max_task_retries=1`); an image whose second attempt also dies is
+An actor that dies (killed, out of memory) costs only the image it had in flight: Ray restarts
+it and runs that image again once (`max_task_retries=1`); an image whose second attempt also dies is
 reported as a bad file with the reason and left without a record, so the next run tries again.
 Without `--ray` nothing imports this module, so Ray is needed only for this mode.
 """
@@ -41,9 +41,14 @@ from engines.audit.image import audit_image, pending
 from engines.models.catalogue import LoadedModel, catalogue, load_model
 
 ROOT = Path(__file__).resolve().parents[2]
-IN_FLIGHT = 2
-"""Images queued on one actor at a time: the next is ready when one ends, and a dying actor costs
-at most this many images (retried once)."""
+IN_FLIGHT = 1
+"""Images queued on one actor at a time. One: a dying actor costs only the image it was computing
+(a second image queued behind it would spend its one retry on another image's death); the gap
+between two images is a scheduling round trip, milliseconds against seconds of passes."""
+
+READERS = 2
+"""Read tasks at a time. They ask for no CPU, so that actors holding every CPU never starve them,
+and this cap is what keeps Ray from starting a worker process (each importing torch) per file."""
 
 DIED = ("The worker auditing this image died twice (killed, or out of memory); the image was skipped "
         "and will be tried again by the next run.")
@@ -162,7 +167,7 @@ def run(model: str, files: list[ImageFile], out: Path, settings: dict[str, dict]
     context.max_errored_blocks = len(jobs)  # a block lost twice is one image: report it, go on
     context.execution_options.preserve_order = False
     dataset = (ray.data.from_items(jobs, override_num_blocks=len(jobs))  # one image a block
-               .map(read, fn_kwargs={"model": model}, num_cpus=0))  # short; never waits for an actor's CPU
+               .map(read, fn_kwargs={"model": model}, num_cpus=0, concurrency=READERS))
     with warnings.catch_warnings():  # Ray has no named parameter yet for the restarts and retries
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         dataset = dataset.map_batches(
