@@ -60,6 +60,7 @@ from engines.evaluation.sufficiency import SufficiencyReport, sufficiency
 from engines.evaluation.clusters import MapClusters, cluster_maps
 from engines.audit.report import METRICS as AUDIT_METRICS
 from engines.audit.reader import (
+    AUDITS_VARIABLE,
     LOWER_IS_BETTER,
     Audit,
     AuditFolderError,
@@ -75,7 +76,7 @@ __all__ = [
     "PAPER_FRACTIONS", "Curve", "RandomisationStep", "allegiance_curve", "deletion_curve", "insertion_curve",
     "pointing_game", "randomisation_check", "relevance_mass", "ResponseCurve", "response_curve", "Occluded",
     "occlude", "occlude_box", "SufficiencyReport", "sufficiency", "MapClusters", "cluster_maps",
-    "AUDIT_METRICS", "LOWER_IS_BETTER", "Audit", "AuditFolderError", "ClassClusters", "MapFile", "audits_root",
+    "AUDIT_METRICS", "AUDITS_VARIABLE", "LOWER_IS_BETTER", "Audit", "AuditFolderError", "ClassClusters", "MapFile", "audits_root",
     "cluster_class", "list_audits", "open_audit",
     "Cancelled", "DEFAULT_MODEL", "Explanation", "FAMILIES", "ImageError", "LoadedModel", "MethodInfo",
     "ModelFileError", "ModelUnavailable", "OutOfMemory", "Param", "available_devices", "catalogue", "explain",

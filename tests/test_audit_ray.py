@@ -204,8 +204,8 @@ def test_without_ray_the_audit_never_imports_ray(folder, tmp_path):
             f"run.main([{str(folder)!r}, '--model', 'shapes_cnn', '--methods', 'gradient', '--curve-steps', '4', "
             f"'--workers', '0', '--limit', '2', '--out', {str(tmp_path)!r}]); "
             "print('ray' in sys.modules, 'engines.audit.on_ray' in sys.modules)")
-    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
-                              env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=Path(__file__).parents[1], env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert finished.stdout.split()[-2:] == ["False", "False"], finished.stderr
 
 

@@ -37,7 +37,7 @@ def root(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def page(root, monkeypatch) -> AppTest:
-    monkeypatch.setenv(engines.audit.reader.AUDITS_VARIABLE, str(root))
+    monkeypatch.setenv(engines.AUDITS_VARIABLE, str(root))
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
@@ -116,7 +116,7 @@ def test_the_html_export_holds_the_tables_figures_and_images_escaped(page):
 
 
 def test_a_root_without_audits_says_how_to_make_one(tmp_path, monkeypatch):
-    monkeypatch.setenv(engines.audit.reader.AUDITS_VARIABLE, str(tmp_path))
+    monkeypatch.setenv(engines.AUDITS_VARIABLE, str(tmp_path))
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     assert not at.exception
     assert "python -m engines.audit" in at.info[0].value

@@ -45,11 +45,11 @@ root = engines.audits_root()
 names = engines.list_audits(root)
 if not names:
     st.info(f"No audit folder under `{root}` yet. Make one with `python -m engines.audit FOLDER --out {root}/NAME` "
-            f"(or point the environment variable `{engines.audit.reader.AUDITS_VARIABLE}` at the folder that holds "
+            f"(or point the environment variable `{engines.AUDITS_VARIABLE}` at the folder that holds "
             "your audits), then reload this page.")
     st.stop()
 name = st.selectbox("Audit folder", names, key=state.DATASET_FOLDER,
-                    help=f"The audits under {root} (set {engines.audit.reader.AUDITS_VARIABLE} to choose another root).")
+                    help=f"The audits under {root}; set {engines.AUDITS_VARIABLE} to choose another root.")
 stamp = resources.audit_stamp(str(root), name)
 try:
     audit = resources.audit(str(root), name, stamp)
