@@ -162,12 +162,13 @@ def run(model: str, files: list[ImageFile], out: Path, settings: dict[str, dict]
     described = f"ray: {count} {'GPU' if gpus else 'CPU'} actor{'s' if count > 1 else ''}"
     if not jobs:
         return 0, described
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a line per dataset start and end
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # one bar: ours, with images/s and the time left
     context.max_errored_blocks = len(jobs)  # a block lost twice is one image: report it, go on
     context.execution_options.preserve_order = False
     dataset = (ray.data.from_items(jobs, override_num_blocks=len(jobs))  # one image a block
-               .map(read, fn_kwargs={"model": model}, num_cpus=0, concurrency=READERS))
+               .map(read, fn_kwargs={"model": model}, num_cpus=0, compute=ray.data.TaskPoolStrategy(size=READERS)))
     with warnings.catch_warnings():  # Ray has no named parameter yet for the restarts and retries
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         dataset = dataset.map_batches(
