@@ -38,7 +38,7 @@ def spectrum(eigenvalues: np.ndarray, chosen: int, *, height: int = 220) -> go.F
     return figure
 
 
-def tile(image: np.ndarray, saliency: np.ndarray, signed: bool, opacity: float = 0.8) -> np.ndarray:
+def tile(image: np.ndarray, saliency: np.ndarray, signed: bool, opacity: float = 0.65) -> np.ndarray:
     """A map over its image as an `(H, W, 3)` array for `st.image`, enlarged with sharp pixels."""
     return views.pixelated(views.overlay_rgb(image, saliency, signed=signed, opacity=opacity), at_least=160)
 
