@@ -28,6 +28,7 @@ pages = [
     st.Page(str(PAGES / "occlusion.py"), title="Occlusion, live", icon=":material/hide_source:"),
     st.Page(str(PAGES / "probe.py"), title="Probe the nonlinearity", icon=":material/show_chart:"),
     st.Page(str(PAGES / "evaluate.py"), title="Evaluate", icon=":material/balance:"),
+    st.Page(str(PAGES / "dataset.py"), title="Data set", icon=":material/dataset:"),
     st.Page(str(PAGES / "learn.py"), title="Learn", icon=":material/school:"),
 ]
 navigation = st.navigation(pages)

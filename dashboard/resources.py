@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Optional
 
 import streamlit as st
@@ -258,3 +259,30 @@ def learn_response(model_name: str, sample: str, region: tuple[int, int], span: 
 def learn_mask(sample: str, size: int):
     """The bundled object mask of a sample as a `(size, size)` bool tensor (`engines.object_mask`)."""
     return engines.object_mask(sample, size)
+
+
+# ---------------------------------------------------------------- the Data set page (audit folders)
+
+
+def audit_stamp(root: str, name: str) -> float:
+    """When the audit's summary was last written: part of the cache key, so a rerun audit is re-read."""
+    try:
+        return (Path(root) / name / "summary.json").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_data(show_spinner="Reading the audit…", max_entries=8)
+def audit(root: str, name: str, stamp: float) -> engines.Audit:
+    return engines.open_audit(Path(root), name)
+
+
+@st.cache_data(show_spinner="Clustering the maps…", max_entries=32)
+def class_clusters(root: str, name: str, stamp: float, method: str, class_name: str,
+                   clusters: Optional[int]) -> engines.ClassClusters:
+    return engines.cluster_class(audit(root, name, stamp), method, class_name, clusters)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def saved_map(root: str, name: str, stamp: float, image: str, method: str) -> engines.MapFile:
+    return audit(root, name, stamp).load_map(image, method)

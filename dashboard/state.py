@@ -74,6 +74,14 @@ LEARN_STEP = "learn.step"
 LEARN_OPACITY = "learn.opacity"
 LEARN_EPSILON = "learn.epsilon"  # the saturated toy's finite step, pixel units
 LEARN_SHAPE = "learn.shape"  # which shapes sample the ground-truth step uses
+# Data set page (an audit folder)
+DATASET_FOLDER = "dataset.folder"
+DATASET_METRIC = "dataset.metric"  # ranks the most and least faithful images
+DATASET_COUNT = "dataset.count"  # images shown at each end
+DATASET_CLUSTER_METHOD = "dataset.cluster_method"
+DATASET_CLASS = "dataset.class"
+DATASET_CLUSTERS = "dataset.clusters"  # "auto" (eigengap) or a number
+DATASET_EXPORT = "dataset.export"
 
 
 def setting_key(method: str, param: str) -> str:

@@ -16,6 +16,9 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
     deletion_curve / insertion_curve / allegiance_curve(model, x, map, ...) -> Curve
     randomisation_check(model, x, method, ...)       # cascading weight randomisation on a copy
     sufficiency(model, x, map, keep, fills, ...)     # is the salient region sufficient?
+    cluster_maps(maps, clusters=None) -> MapClusters  # SpRAy: one class's maps grouped by similarity
+    audits_root(), list_audits(root), open_audit(root, name) -> Audit   # audit folders, for the Data set page
+    cluster_class(audit, method, class_name) -> ClassClusters           # SpRAy on one class of an audit
     read_image(source) -> PIL RGB image; sample_images() -> {name: path}
     DisplaySettings(view, opacity, percentile, smoothing, shared)   # how maps are drawn, never what they are
     display_peak / color_limits / smooth_for_display / is_pixel_level # colour clip, smoothing for the eye
@@ -78,13 +81,29 @@ from engines.evaluation.sufficiency import SufficiencyReport, sufficiency
 from engines.display.colours import DIVERGING, SEQUENTIAL, colour_scale
 from engines.display.overlays import heatmap_rgb, image_array, overlay_rgb
 from engines.display.scaling import DisplaySettings, color_limits, display_peak, is_pixel_level, smooth_for_display
+from engines.evaluation.clusters import MapClusters, cluster_maps
+from engines.audit.report import METRICS as AUDIT_METRICS
+from engines.audit.reader import (
+    AUDITS_VARIABLE,
+    LOWER_IS_BETTER,
+    Audit,
+    AuditFolderError,
+    ClassClusters,
+    MapFile,
+    audits_root,
+    cluster_class,
+    list_audits,
+    open_audit,
+)
 
 __all__ = [
     "OCCLUSION_FILLS", "Cost", "MAX_PIXELS", "MAX_UPLOAD_BYTES", "SUPPORTED_FORMATS", "read_bytes", "randomisation_steps",
     "MAX_MODEL_BYTES", "RegionGrid", "region_grid", "object_mask", "sample_batch",
     "PAPER_FRACTIONS", "Curve", "RandomisationStep", "allegiance_curve", "deletion_curve", "insertion_curve",
     "pointing_game", "randomisation_check", "relevance_mass", "ResponseCurve", "response_curve", "Occluded",
-    "occlude", "occlude_box", "SufficiencyReport", "sufficiency",
+    "occlude", "occlude_box", "SufficiencyReport", "sufficiency", "MapClusters", "cluster_maps",
+    "AUDIT_METRICS", "AUDITS_VARIABLE", "LOWER_IS_BETTER", "Audit", "AuditFolderError", "ClassClusters", "MapFile", "audits_root",
+    "cluster_class", "list_audits", "open_audit",
     "Cancelled", "DEFAULT_MODEL", "Explanation", "method_families", "Peer", "Stage", "ImageError", "LoadedModel", "MethodInfo",
     "ModelFileError", "ModelUnavailable", "OutOfMemory", "Param", "available_devices", "catalogue", "explain",
     "explain_many", "image_digest", "load_model", "load_torchscript", "method_info", "methods", "model_status",

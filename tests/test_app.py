@@ -181,11 +181,12 @@ def test_no_page_prints_a_stray_string():
         assert not strays, f"{page.name}: bare strings at lines {strays}"
 
 
-@pytest.mark.parametrize("title", ["Occlusion, live", "Probe the nonlinearity", "Evaluate", "Learn"])
+@pytest.mark.parametrize("title", ["Occlusion, live", "Probe the nonlinearity", "Evaluate", "Data set", "Learn"])
 def test_every_page_opens_from_the_app_and_keeps_the_sidebar(app, title):
     app.selectbox(key="model").set_value("shapes_cnn")
     app.selectbox(key="sample").set_value("shapes_ring").run()
-    page = {"Occlusion, live": "occlusion", "Probe the nonlinearity": "probe", "Evaluate": "evaluate", "Learn": "learn"}[title]
+    page = {"Occlusion, live": "occlusion", "Probe the nonlinearity": "probe", "Evaluate": "evaluate", "Data set": "dataset",
+            "Learn": "learn"}[title]
     app.switch_page(f"app_pages/{page}.py").run()
     assert not app.exception, app.exception
     assert app.selectbox(key="model").value == "shapes_cnn" and app.selectbox(key="sample").value == "shapes_ring"

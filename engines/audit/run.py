@@ -2,7 +2,7 @@
 
     python -m engines.audit FOLDER --out DIR [--model efficientnet_lite0] [--methods gradient,occlusion]
         [--set integrated_gradients.steps=8] [--curve-steps 50] [--workers 2] [--include '*.jpg']
-        [--limit N] [--fresh]
+        [--limit N] [--fresh] [--ray [local|auto|ADDRESS]] [--actors N]
 
 Every image under FOLDER (recursively; see `engines.audit_files`) is explained for its
 predicted class. Each map is scored by the deletion curve (to black) and the insertion curve
@@ -16,6 +16,10 @@ and `.json` (one row per image × method) and `summary.csv` and `.json` (per met
 also lists bad files with the reason); the summary is printed as a Markdown table. A run that
 is stopped resumes where it stopped: pairs (image, method) already recorded with the same
 model and settings are not recomputed, so adding a method later computes only that method.
+
+`--ray` runs the same audit as a Ray Data pipeline over a pool of actors (engines/audit/on_ray.py):
+`local` starts Ray on this machine, `auto` or an address joins a running cluster. It writes the
+same files, so a run stopped in one mode resumes in the other. Without `--ray` Ray is not imported.
 """
 
 from __future__ import annotations
@@ -88,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only images whose relative path matches this glob, e.g. '*.jpg' (repeatable)")
     parser.add_argument("--limit", type=int, help="audit only the first N image files (by relative path; bad ones count)")
     parser.add_argument("--fresh", action="store_true", help="delete this folder's previous audit results first")
+    parser.add_argument("--ray", nargs="?", const="local", metavar="local|auto|ADDRESS",
+                        help="run on Ray: local starts an instance here (the default when --ray has no value); "
+                             "auto or HOST:PORT joins a running cluster (`ray start --head`)")
+    parser.add_argument("--actors", type=int, help="with --ray: actors, each loading the model once (default: one "
+                                                   "per GPU of the cluster, else one per CPU)")
     return parser
 
 
@@ -108,10 +117,30 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     if not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")
     for flag, value, low in (("--curve-steps", args.curve_steps, 1), ("--workers", args.workers, 0),
-                             ("--limit", args.limit, 1)):
+                             ("--limit", args.limit, 1), ("--actors", args.actors, 1)):
         if value is not None and value < low:
             parser.error(f"{flag} must be at least {low}; got {value}")
+    if args.actors is not None and not args.ray:
+        parser.error("--actors needs --ray")
     return methods, settings
+
+
+def audit_on_ray(parser: argparse.ArgumentParser, args: argparse.Namespace, files: list[ImageFile],
+                 settings: dict[str, dict], wanted: dict[str, dict], folders: dict[str, str],
+                 bad: list[dict]) -> tuple[int, str]:
+    """The audit on Ray (imported only here); a cluster that cannot be reached is a usage error."""
+    from engines.audit import on_ray
+
+    started = False
+    try:
+        started = on_ray.connect(args.ray)
+        return on_ray.run(args.model, files, args.out, settings, wanted, folders, bad, device=args.device,
+                          actors=args.actors)
+    except on_ray.RayUnavailable as error:
+        parser.error(str(error))
+    finally:
+        if started:  # an instance this run started; one the caller had connected to stays up
+            on_ray.ray.shutdown()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -123,7 +152,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if not args.fresh:
             report.check_model(args.out, args.model)
-        loaded = load_model(args.model, args.device)
+        loaded = load_model(args.model, "cpu" if args.ray else args.device)  # on Ray the actors load their own
     except (report.RunDirError, ModelUnavailable) as error:
         parser.error(str(error))
     if args.curve_steps > loaded.input_size**2:
@@ -135,12 +164,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     folders = map_folders(found)
     files = found[: args.limit]
     wanted = wanted_settings(settings, args.curve_steps)
-    began, bad, done = time.perf_counter(), [], None
+    began, bad, done, device = time.perf_counter(), [], None, str(loaded.device)
     try:
-        done = run(loaded, files, args.out, settings, wanted, folders, args.workers, bad)
+        if args.ray:
+            done, device = audit_on_ray(parser, args, files, settings, wanted, folders, bad)
+        else:
+            done = run(loaded, files, args.out, settings, wanted, folders, args.workers, bad)
     except KeyboardInterrupt:
         pass
-    info = {"model": loaded.name, "device": str(loaded.device), "folder": str(args.folder.resolve()),
+    info = {"model": loaded.name, "device": device, "folder": str(args.folder.resolve()),
             "methods": methods, "settings": settings, "metrics": next(iter(wanted.values()))["metrics"],
             "images_found": len(found), "limit": args.limit, "finished": done is not None,
             "seconds": round(time.perf_counter() - began, 1),
