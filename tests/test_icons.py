@@ -22,7 +22,7 @@ def icon_arguments(path: Path) -> list[str]:
 
 def test_the_navigation_uses_material_icons_for_every_page():
     icons = icon_arguments(DASHBOARD / "app.py")
-    assert len(icons) == 6  # the browser tab and five pages
+    assert len(icons) == 7  # the browser tab and six pages
     assert all(re.fullmatch(r":material/[a-z0-9_]+:", icon) for icon in icons), icons
 
 
