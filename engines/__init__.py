@@ -16,6 +16,7 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
     randomisation_check(model, x, method, ...)       # cascading weight randomisation on a copy
     sufficiency(model, x, map, keep, fills, ...)     # is the salient region sufficient?
     read_image(source) -> PIL RGB image; sample_images() -> {name: path}
+    conv_layers(model) -> list[Layer]                # layers a CAM map can use, with output sizes
 
 Images are `(N, 3, H, W)` in pixel units [0, 1]; models normalise inside.
 """
@@ -25,7 +26,7 @@ from engines.core.runtime import keep_freed_memory, quiet_openmp
 quiet_openmp()  # before torch loads: see engines/core/runtime.py
 keep_freed_memory()
 
-from engines.families import linear, signed, nonlinear, masks, occlusion  # noqa: F401, I001  (registers the methods, in family order)
+from engines.families import linear, signed, nonlinear, masks, occlusion, cam  # noqa: F401, I001  (registers the methods, in family order)
 from engines.core.explain import Explanation, Prediction, explain, explain_many, predict
 from engines.core.fills import OCCLUSION_FILLS
 from engines.data.images import (
@@ -64,7 +65,8 @@ from engines.models.catalogue import (
 )
 from engines.families.nonlinear import RegionGrid, ResponseCurve, region_grid, response_curve
 from engines.families.occlusion import Occluded, occlude, occlude_box
-from engines.core.passes import Cancelled, OutOfMemory, available_devices, pick_device
+from engines.core.passes import Cancelled, LayerUnavailable, OutOfMemory, available_devices, pick_device
+from engines.models.layers import Layer, conv_layers
 from engines.core.registry import Cost, MethodInfo, Param, Peer, Stage, method_families, method_info
 from engines.core.registry import method_names as methods
 from engines.evaluation.sufficiency import SufficiencyReport, sufficiency
@@ -79,4 +81,5 @@ __all__ = [
     "ModelFileError", "ModelUnavailable", "OutOfMemory", "Param", "available_devices", "catalogue", "explain",
     "explain_many", "image_digest", "load_model", "load_torchscript", "method_info", "methods", "model_status",
     "pick_device", "predict", "Prediction", "read_image", "sample_images", "sample_mask",
+    "Layer", "LayerUnavailable", "conv_layers",
 ]
