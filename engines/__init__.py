@@ -26,7 +26,7 @@ from engines.core.runtime import keep_freed_memory, quiet_openmp
 quiet_openmp()  # before torch loads: see engines/core/runtime.py
 keep_freed_memory()
 
-from engines.families import linear, signed, nonlinear, masks, occlusion, cam  # noqa: F401, I001  (registers the methods, in family order)
+from engines.families import linear, signed, nonlinear, masks, occlusion, cam, surrogate  # noqa: F401, I001  (registers the methods, in family order)
 from engines.core.explain import Explanation, Prediction, explain, explain_many, predict
 from engines.core.fills import OCCLUSION_FILLS
 from engines.data.images import (
