@@ -59,3 +59,35 @@ def test_a_torchscript_model_says_where_its_cam_maps_would_be():
     assert any("TorchScript" in w.value for w in app.warning)
     assert any("Grad-CAM" in e.value and "TorchScript" in e.value for e in app.error)
     assert len(charts(app)) >= 2  # the top-5 bars and the gradient map
+
+
+def test_the_evaluate_page_scores_cam_and_surrogate_maps_and_randomises_them():
+    """Evaluate: the new families get their AUC rows and a randomisation plot each."""
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    app.switch_page("app_pages/evaluate.py").run()
+    app.selectbox(key="model").set_value("shapes_cnn")
+    app.selectbox(key="sample").set_value("shapes_star").run()
+    app.multiselect(key="evaluate.methods").set_value(["grad_cam", "kernel_shap"]).run()
+    app.number_input(key="setting.kernel_shap.samples").set_value(30).run()
+    assert not app.exception and not app.error
+    assert list(app.dataframe[0].value["Method"]) == ["Grad-CAM", "Kernel SHAP"]
+    before = len(charts(app))
+    app.button(key="evaluate.randomise").click().run()
+    assert not app.exception and not app.error
+    assert len(charts(app)) == before + 2  # one randomisation plot per method
+
+
+def test_the_randomisation_check_of_a_cam_map_keeps_the_models_cam_layer(monkeypatch):
+    """The randomised copies of a catalogue model explain the layer its record names, as the
+    shared model does (the layer travels with the module, not only with the LoadedModel)."""
+    import engines
+    from engines.core import passes
+
+    layers = []
+    original = passes.layer_gradient
+    monkeypatch.setattr(passes, "layer_gradient", lambda model, x, layer, *a: layers.append(layer) or
+                        original(model, x, layer, *a))
+    shapes = engines.load_model("shapes_cnn", device="cpu")
+    x = shapes.preprocess(engines.read_image(engines.sample_images()["shapes_star"]))
+    steps = engines.randomisation_check(shapes, x, "grad_cam")
+    assert len(layers) == len(steps) + 1 and set(layers) == {"net.features.5"}
