@@ -91,3 +91,14 @@ def test_the_randomisation_check_of_a_cam_map_keeps_the_models_cam_layer(monkeyp
     x = shapes.preprocess(engines.read_image(engines.sample_images()["shapes_star"]))
     steps = engines.randomisation_check(shapes, x, "grad_cam")
     assert len(layers) == len(steps) + 1 and set(layers) == {"net.features.5"}
+
+
+def test_the_live_occlusion_page_ranks_pixels_by_a_cam_map():
+    """Grad-CAM is cheap enough for the live page: it is offered there and its view runs."""
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    app.switch_page("app_pages/occlusion.py").run()
+    app.selectbox(key="model").set_value("shapes_cnn")
+    app.selectbox(key="sample").set_value("shapes_star").run()
+    app.selectbox(key="occlusion.method").set_value("grad_cam").run()  # refused if it were not offered
+    assert not app.exception and not app.error
+    assert app.selectbox(key="occlusion.method").value == "grad_cam"
