@@ -9,7 +9,8 @@ model itself. This module owns three concerns:
   shape and kind of pass, and remembered (`ChunkTuner`). Bigger batches are not always faster
   on a CPU, so the tuner tries sizes on the real work and keeps the fastest per item;
 * **never touching shared state**: gradients are taken with `torch.autograd.grad` with respect
-  to the *input* only; no `.backward()`, no hooks, no mode or weight changes.
+  to the *input* only; no `.backward()`, no hooks, no mode or weight changes. (The one
+  exception, at the end: CAM maps' layer hooks, always removed in `finally`.)
 """
 
 from __future__ import annotations
