@@ -68,7 +68,7 @@ def test_the_evaluate_page_scores_cam_and_surrogate_maps_and_randomises_them():
     app.selectbox(key="model").set_value("shapes_cnn")
     app.selectbox(key="sample").set_value("shapes_star").run()
     app.multiselect(key="evaluate.methods").set_value(["grad_cam", "kernel_shap"]).run()
-    app.number_input(key="setting.kernel_shap.samples").set_value(30).run()
+    app.number_input(key="setting.kernel_shap.samples").set_value(8).run()
     assert not app.exception and not app.error
     assert list(app.dataframe[0].value["Method"]) == ["Grad-CAM", "Kernel SHAP"]
     before = len(charts(app))
