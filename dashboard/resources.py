@@ -76,6 +76,14 @@ def load_own_weights(data: bytes, architecture: str, classes: bytes, device: str
     return name
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def cam_layers(model_name: str, device: str) -> tuple[str, list[engines.Layer]]:
+    """The model's default CAM layer and its convolutional layers with their output sizes (one
+    forward pass, once per model); raises engines.LayerUnavailable for a TorchScript model."""
+    loaded = model(model_name, device)
+    return loaded.cam_layer, engines.conv_layers(loaded)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def model_status(name: str) -> tuple[bool, str]:
     return engines.model_status(name)
@@ -121,10 +129,24 @@ def maps(model_name: str, device: str, digest: str, _x, methods: tuple[str, ...]
     store = _map_store()
     todo = missing_maps(model_name, device, digest, methods, settings_json, target)
     if todo:
-        fresh = engines.explain_many(model(model_name, device), _x, todo, target,
-                                     {m: settings.get(m, {}) for m in todo}, progress=progress)
+        loaded = model(model_name, device)
+        try:
+            fresh, failed = engines.explain_many(loaded, _x, todo, target, {m: settings.get(m, {}) for m in todo},
+                                                 progress=progress), None
+        except ValueError:  # one method that cannot run here (a CAM map of a TorchScript
+            if len(todo) == 1:       # model, say) must not cost the others their maps
+                raise
+            fresh, failed = {}, None
+            for name in todo:
+                try:
+                    fresh.update(engines.explain_many(loaded, _x, [name], target, {name: settings.get(name, {})},
+                                                      progress=progress))
+                except ValueError as error:
+                    failed = failed or ValueError(f"{engines.method_info(name).label}: {error}")
         for name, result in fresh.items():
             store.put(_map_key(model_name, device, digest, name, settings.get(name, {}), target), result)
+        if failed is not None:
+            raise failed
     return {m: store.get(_map_key(model_name, device, digest, m, settings.get(m, {}), target)) for m in methods}
 
 

@@ -21,8 +21,31 @@ def ui_default(param: engines.Param, num_classes: int) -> Any:
     return param.default
 
 
+def layer_widget(method: str, param: engines.Param) -> Optional[str]:
+    """A layer setting: the sidebar model's convolutional layers by name with their output size
+    (None: the model's CAM layer). A model whose layers cannot be seen (TorchScript) says so here,
+    where its CAM settings would be."""
+    from dashboard import resources
+
+    key = state.setting_key(method, param.name)
+    try:
+        default, layers = resources.cam_layers(st.session_state[state.MODEL], st.session_state[state.DEVICE])
+    except engines.LayerUnavailable as error:
+        st.warning(f"{error}")
+        return None
+    names = [None] + [layer.name for layer in layers]
+    described = {layer.name: layer.describe() for layer in layers}
+    if st.session_state.get(key) not in names:  # a link may name a layer this model lacks
+        st.session_state[key] = None
+    return st.selectbox(f"{param.name} ({len(layers)} convolutional layers)", names, key=key, help=param.help,
+                        format_func=lambda n: f"the model's CAM layer: {described.get(default, default)}"
+                        if n is None else described[n])
+
+
 def param_widget(method: str, param: engines.Param, num_classes: int) -> Any:
     """One widget for one setting; returns its value (None where the param allows it)."""
+    if param.kind == "layer":
+        return layer_widget(method, param)
     key = state.setting_key(method, param.name)
     default = ui_default(param, num_classes)
     label = f"{param.name}" + (f" ({param.unit})" if param.unit else "")

@@ -23,6 +23,7 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
     DisplaySettings(view, opacity, percentile, smoothing, shared)   # how maps are drawn, never what they are
     display_peak / color_limits / smooth_for_display / is_pixel_level # colour clip, smoothing for the eye
     overlay_rgb / heatmap_rgb / image_array / colour_scale           # pictures of maps (numpy)
+    conv_layers(model) -> list[Layer]                # layers a CAM map can use, with output sizes
 
 Images are `(N, 3, H, W)` in pixel units [0, 1]; models normalise inside.
 """
@@ -32,7 +33,7 @@ from engines.core.runtime import keep_freed_memory, quiet_openmp
 quiet_openmp()  # before torch loads: see engines/core/runtime.py
 keep_freed_memory()
 
-from engines.families import linear, signed, nonlinear, masks, occlusion  # noqa: F401, I001  (registers the methods, in family order)
+from engines.families import linear, signed, nonlinear, masks, occlusion, cam, surrogate  # noqa: F401, I001  (registers the methods, in family order)
 from engines.core.explain import Explanation, Prediction, explain, explain_many, predict
 from engines.core.fills import OCCLUSION_FILLS
 from engines.data.images import (
@@ -74,7 +75,8 @@ from engines.models.own import ARCHITECTURES as OWN_ARCHITECTURES, load_own_weig
 from engines.models.script_check import RunLimits
 from engines.families.nonlinear import RegionGrid, ResponseCurve, region_grid, response_curve
 from engines.families.occlusion import Occluded, occlude, occlude_box
-from engines.core.passes import Cancelled, OutOfMemory, available_devices, pick_device
+from engines.core.passes import Cancelled, LayerUnavailable, OutOfMemory, available_devices, pick_device
+from engines.models.layers import Layer, conv_layers
 from engines.core.registry import Cost, MethodInfo, Param, Peer, Stage, method_families, method_info
 from engines.core.registry import method_names as methods
 from engines.evaluation.sufficiency import SufficiencyReport, sufficiency
@@ -111,4 +113,5 @@ __all__ = [
     "DIVERGING", "SEQUENTIAL", "DisplaySettings", "color_limits", "colour_scale", "display_peak", "heatmap_rgb",
     "image_array", "is_pixel_level", "overlay_rgb", "smooth_for_display",
     "OWN_ARCHITECTURES", "load_own_weights", "RunLimits",
+    "Layer", "LayerUnavailable", "conv_layers",
 ]

@@ -34,11 +34,16 @@ def count_forward_points(monkeypatch) -> list[int]:
 
 
 class Counting(nn.Module):
-    """A small model that counts the images through its forward pass and its backward passes."""
+    """A small model that counts the images through its forward pass and its backward passes.
+
+    The backward tap sits just after the convolution, so a backward pass that stops at that layer
+    (a CAM map's) is counted as well as one that reaches the input.
+    """
 
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Softplus(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.net = nn.Sequential(nn.Softplus(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
         self.forward_items: list[int] = []
         self.backward_items: list[int] = []
 
@@ -56,4 +61,4 @@ class Counting(nn.Module):
                 counter.backward_items.append(len(grad))
                 return grad
 
-        return self.net(Tap.apply(x))
+        return self.net(Tap.apply(self.conv(x)))

@@ -17,7 +17,7 @@ def fast_settings(name: str) -> dict:
     info = engines.method_info(name)
     small = {
         "samples": 3, "steps": 4, "rivals": 3, "patch": 4, "points": 5, "queries": 64, "chains": 8,
-        "iterations": 10, "window": 4, "stride": 2,
+        "iterations": 10, "window": 4, "stride": 2, "channels": 3, "n_segments": 4,
     }
     return {p.name: small[p.name] for p in info.params if p.name in small}
 

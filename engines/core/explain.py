@@ -113,6 +113,13 @@ class Context:
                 _check_logits(self._logits, len(self.x))
         return self._logits
 
+    def use_logits(self, logits: torch.Tensor) -> None:
+        """Clean logits `(N, K)` that a method's own pass produced (CAM maps run the clean image
+        through a hooked pass): kept when none are known yet, so the clean pass is not run twice."""
+        if self._logits is None:
+            _check_logits(logits, len(self.x))
+            self._logits = logits.detach()
+
     @property
     def num_classes(self) -> int:
         return self.logits.shape[1]

@@ -9,7 +9,8 @@ model itself. This module owns three concerns:
   shape and kind of pass, and remembered (`ChunkTuner`). Bigger batches are not always faster
   on a CPU, so the tuner tries sizes on the real work and keeps the fastest per item;
 * **never touching shared state**: gradients are taken with `torch.autograd.grad` with respect
-  to the *input* only; no `.backward()`, no hooks, no mode or weight changes.
+  to the *input* only; no `.backward()`, no hooks, no mode or weight changes. (The one
+  exception, at the end: CAM maps' layer hooks, always removed in `finally`.)
 """
 
 from __future__ import annotations
@@ -369,3 +370,117 @@ def objective_gradient(
         value = objective(logits, *leaves)
     grads = torch.autograd.grad(value, leaves)
     return value.detach(), logits.detach(), grads
+
+
+# --------------------------------------------------------------------------- a layer's activations
+# (CAM maps: kept apart from the input-gradient passes above, which never hook the model.)
+
+
+class LayerUnavailable(ValueError):
+    """A layer's activations cannot be had: an unknown name, a layer that gives no feature map or
+    runs more than once per pass, or a TorchScript model (its layers cannot be hooked)."""
+
+
+TORCHSCRIPT_LAYERS = (
+    "this is a TorchScript model: its layers run as compiled code that Python hooks cannot see, "
+    "so its activations (and the CAM maps made from them) are not available. The other methods "
+    "work on it; for CAM maps, load the model from its Python class."
+)
+
+
+def hookable_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module called `name` in `model.named_modules()`, checked to be one a hook can watch.
+
+    LayerUnavailable when the name is unknown or the layer lies inside a TorchScript module.
+    """
+    if isinstance(model, torch.jit.ScriptModule):
+        raise LayerUnavailable(f"Layer {name!r}: {TORCHSCRIPT_LAYERS}")
+    modules = dict(model.named_modules())
+    if name not in modules or name == "":
+        raise LayerUnavailable(
+            f"the model has no layer {name!r}; give a module name as model.named_modules() lists it "
+            f"(engines.conv_layers(model) lists the convolutional ones)"
+        )
+    parts = name.split(".")
+    for depth in range(1, len(parts) + 1):  # every module on the way down, the layer itself last
+        if isinstance(modules.get(".".join(parts[:depth])), torch.jit.ScriptModule):
+            raise LayerUnavailable(f"Layer {name!r}: {TORCHSCRIPT_LAYERS}")
+    return modules[name]
+
+
+def layer_gradient(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str,
+    cotangent=None,
+) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """One forward pass that records the output `A` of `layer`, and one backward pass down to it.
+
+    Returns `(logits (N, K), A (N, K', h, w), G)` with `G = Σ_k cotangent[n, k] ∂logits[n, k]/∂A`
+    of A's shape, taken by `torch.autograd.grad`; with `cotangent=None` there is no backward pass
+    and no graph, and G is None. A cotangent may be a callable `logits -> (N, K)` (e.g. the
+    predicted class), so one forward pass serves both.
+
+    The hook hands the rest of the network a copy of A that is cut from the graph below it: the
+    backward pass stops at the layer (nothing below it is differentiated), and an in-place
+    operation after the layer (`ReLU(inplace=True)`) changes the copy, never the recorded A. The
+    hook is removed in `finally`, whatever happens; the model's weights and mode are never touched.
+    """
+    module = hookable_layer(model, layer)
+    recorded: list[torch.Tensor] = []
+    wanted = cotangent is not None
+
+    def hook(_module, _inputs, output):
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise LayerUnavailable(
+                f"layer {layer!r} gives {shape}, not a feature map (N, channels, height, width); "
+                "pick a convolutional layer or block"
+            )
+        activation = output.detach().requires_grad_(wanted)
+        recorded.append(activation)
+        return activation.clone()
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.set_grad_enabled(wanted):
+            logits = model(laid_out(x.detach().to(model_device(model))))
+    finally:
+        handle.remove()
+    if len(recorded) != 1:
+        raise LayerUnavailable(
+            f"layer {layer!r} ran {len(recorded)} times in one forward pass; pick a layer that runs once"
+        )
+    activation = recorded[0]
+    if not wanted:
+        return logits.detach(), activation.detach(), None
+    weights = cotangent(logits.detach()) if callable(cotangent) else cotangent
+    (grad,) = torch.autograd.grad(logits, activation, grad_outputs=weights.to(logits))
+    return logits.detach(), activation.detach(), grad.detach()
+
+
+def layer_shapes(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, tuple[tuple[int, ...], int]]:
+    """One forward pass without a graph, recording each named layer's output: `{name: (shape of
+    its output for image 0, calls)}` for layers whose output is a tensor (a layer that does not
+    run is left out). Hooks are removed in `finally`."""
+    modules = {name: hookable_layer(model, name) for name in names}
+    seen: dict[str, tuple[tuple[int, ...], int]] = {}
+
+    def recorder(name: str):
+        def hook(_module, _inputs, output):
+            if isinstance(output, torch.Tensor):
+                calls = seen.get(name, ((), 0))[1] + 1
+                seen[name] = (tuple(output.shape[1:]), calls)
+
+        return hook
+
+    handles = []
+    try:
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(recorder(name)))
+        with torch.no_grad():
+            model(laid_out(x.detach().to(model_device(model))))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen

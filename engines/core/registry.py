@@ -20,8 +20,10 @@ from typing import Any, Optional
 class Param:
     """One setting of a method: its default, type and valid range, and what it means.
 
-    `kind` is "int", "float", "choice" or "bool". `optional` allows None, whose meaning is
-    given by `none_means` (e.g. "all classes"). `low`/`high` bound numbers (inclusive).
+    `kind` is "int", "float", "choice", "bool" or "layer" (a module name as
+    `model.named_modules()` gives it; whether the model has it is checked when the method runs).
+    `optional` allows None, whose meaning is given by `none_means` (e.g. "all classes").
+    `low`/`high` bound numbers (inclusive).
     """
 
     name: str
@@ -41,6 +43,8 @@ class Param:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         elif self.kind == "bool":
             text = "True or False"
+        elif self.kind == "layer":
+            text = "a layer name as model.named_modules() gives it"
         else:
             low = "-inf" if self.low is None else f"{self.low:g}"
             high = "inf" if self.high is None else f"{self.high:g}"
@@ -62,6 +66,10 @@ class Param:
             if not isinstance(value, bool):
                 raise ValueError(problem)
             return value
+        if self.kind == "layer":
+            if not isinstance(value, str) or not value.strip() or len(value) > 500:
+                raise ValueError(problem)
+            return value.strip()
         if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
             raise ValueError(problem)  # numpy ints and floats are Real and accepted; bools are not numbers here
         if isinstance(value, numbers.Integral):

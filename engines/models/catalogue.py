@@ -46,9 +46,11 @@ class ModelFileError(ValueError):
 class Normalised(nn.Module):
     """Wraps a network that expects normalised input: `forward(x)` takes `x` in [0, 1]."""
 
-    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...],
+                 cam_layer: Optional[str] = None):
         super().__init__()
         self.net = net
+        self.cam_layer = cam_layer  # the record's CAM layer, so copies of the module keep it
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
 
@@ -67,7 +69,9 @@ class ModelSpec:
     """What a catalogue entry is and how to build it.
 
     `build()` returns the network that expects normalised input, weights loaded.
-    `resize` is the shorter side before the centre crop to `input_size` (square).
+    `resize` is the shorter side before the centre crop to `input_size` (square). `cam_layer`
+    is the layer CAM maps use by default, named as `LoadedModel.model.named_modules()` gives it
+    (the network sits under `net.`); None: the last convolution.
     """
 
     name: str
@@ -82,6 +86,7 @@ class ModelSpec:
     categories: Callable[[], list[str]]
     weights_file: Optional[Path] = None
     weights_url: Optional[str] = None
+    cam_layer: Optional[str] = None
 
 
 PREPROCESS_ASPECT = 2
@@ -117,6 +122,13 @@ class LoadedModel:
     @property
     def input_size(self) -> int:
         return self.spec.input_size
+
+    @property
+    def cam_layer(self) -> str:
+        """The layer CAM maps use by default: the record's, else the last convolution."""
+        from engines.models.layers import default_layer
+
+        return default_layer(self.model)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """`(1, 3, S, S)` float in [0, 1] on the CPU: resize the shorter side, centre-crop to S.
@@ -181,6 +193,7 @@ def _efficientnet_spec() -> ModelSpec:
         build=_build_efficientnet_lite0,
         categories=_imagenet_categories,
         weights_file=weights_file,
+        cam_layer="net._conv_head",  # the last convolution: 1280 channels at 7 × 7
     )
 
 
@@ -199,6 +212,7 @@ def _shapes_spec() -> ModelSpec:
         build=shapes.load_shapes_net,
         categories=lambda: list(shapes.CLASSES),
         weights_file=shapes.WEIGHTS_PATH,
+        cam_layer="net.features.5",  # the last convolutional block: 128 channels at 8 × 8
     )
 
 
@@ -208,6 +222,15 @@ TORCHVISION_MODELS = {
     "mobilenet_v3_large": "MobileNet_V3_Large_Weights.IMAGENET1K_V2",
     "convnext_tiny": "ConvNeXt_Tiny_Weights.IMAGENET1K_V1",
     "vit_b_16": "ViT_B_16_Weights.IMAGENET1K_V1",
+}
+TORCHVISION_CAM_LAYERS = {
+    # The last feature map before pooling, as pytorch-grad-cam's examples choose it.
+    "resnet18": "net.layer4",
+    "resnet50": "net.layer4",
+    "mobilenet_v3_large": "net.features.16",
+    "convnext_tiny": "net.features.7",
+    # A ViT's only feature map is its patch embedding (14 × 14); its encoder works on tokens.
+    "vit_b_16": "net.conv_proj",
 }
 
 
@@ -235,6 +258,7 @@ def _torchvision_spec(name: str) -> ModelSpec:
         categories=lambda: list(weights.meta["categories"]),
         weights_file=Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url),
         weights_url=weights.url,
+        cam_layer=TORCHVISION_CAM_LAYERS[name],
     )
 
 
@@ -331,7 +355,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "auto") -> LoadedModel:
         raise
     except (ImportError, FileNotFoundError) as error:
         raise ModelUnavailable(f"{spec.label} cannot load: {error}. Install requirements.txt.") from error
-    model = freeze(Normalised(net, spec.mean, spec.std)).to(target)
+    model = freeze(Normalised(net, spec.mean, spec.std, spec.cam_layer)).to(target)
     _, seconds = warm_up(model, spec.input_size)
     return LoadedModel(name, model, spec.categories(), spec, target, seconds)
 
