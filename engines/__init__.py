@@ -19,9 +19,9 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
 Images are `(N, 3, H, W)` in pixel units [0, 1]; models normalise inside.
 """
 
-from engines.core.runtime import keep_freed_memory, quiet_openmp
+from engines.core.runtime import apply_threads, configure_openmp, keep_freed_memory, runtime_settings, set_threads
 
-quiet_openmp()  # before torch loads: see engines/core/runtime.py
+configure_openmp()  # before torch loads: ENGINES_OMP_WAIT_POLICY, see engines/core/runtime.py
 keep_freed_memory()
 
 from engines.families import linear, signed, nonlinear, masks, occlusion  # noqa: F401, I001  (registers the methods, in family order)
@@ -55,6 +55,8 @@ from engines.core.registry import FAMILIES, MethodInfo, Param, method_info
 from engines.core.registry import method_names as methods
 from engines.evaluation.sufficiency import SufficiencyReport, sufficiency
 
+apply_threads()  # ENGINES_THREADS, now that torch has loaded
+
 __all__ = [
     "PAPER_FRACTIONS", "Curve", "RandomisationStep", "allegiance_curve", "deletion_curve", "insertion_curve",
     "pointing_game", "randomisation_check", "relevance_mass", "ResponseCurve", "response_curve", "Occluded",
@@ -62,5 +64,5 @@ __all__ = [
     "Cancelled", "DEFAULT_MODEL", "Explanation", "FAMILIES", "ImageError", "LoadedModel", "MethodInfo",
     "ModelFileError", "ModelUnavailable", "OutOfMemory", "Param", "available_devices", "catalogue", "explain",
     "explain_many", "image_digest", "load_model", "load_torchscript", "method_info", "methods", "model_status",
-    "pick_device", "predict", "Prediction", "read_image", "sample_images", "sample_mask",
+    "pick_device", "predict", "runtime_settings", "set_threads", "Prediction", "read_image", "sample_images", "sample_mask",
 ]
