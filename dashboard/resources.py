@@ -84,16 +84,19 @@ def missing_maps(model_name: str, device: str, digest: str, methods: tuple[str, 
 
 
 def maps(model_name: str, device: str, digest: str, _x, methods: tuple[str, ...], settings_json: str,
-         target: Optional[int], progress: Optional[Callable[[int, int], None]] = None) -> dict[str, engines.Explanation]:
+         target: Optional[int], progress: Optional[Callable[[int, int], None]] = None,
+         preview: Optional[Callable[[engines.Explanation], None]] = None) -> dict[str, engines.Explanation]:
     """The explanations of `methods` for the image: stored ones are reused, the missing ones are
     computed together (sharing their passes) and stored. `progress(done, total)` follows the
-    computation; raising from it cancels, and nothing partial is stored."""
+    computation and `preview(explanation)` receives each map while it refines and when it is
+    final (`engines.explain_many`); raising from either cancels, and nothing partial is stored:
+    maps are stored only once every one of the run is final."""
     settings = json.loads(settings_json)
     store = _map_store()
     todo = missing_maps(model_name, device, digest, methods, settings_json, target)
     if todo:
         fresh = engines.explain_many(model(model_name, device), _x, todo, target,
-                                     {m: settings.get(m, {}) for m in todo}, progress=progress)
+                                     {m: settings.get(m, {}) for m in todo}, progress=progress, preview=preview)
         for name, result in fresh.items():
             store.put(_map_key(model_name, device, digest, name, settings.get(name, {}), target), result)
     return {m: store.get(_map_key(model_name, device, digest, m, settings.get(m, {}), target)) for m in methods}

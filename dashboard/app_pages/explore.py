@@ -37,7 +37,8 @@ st.subheader("Methods")
 by_family: dict[str, list[str]] = {}
 for name in engines.methods():
     by_family.setdefault(engines.method_info(name).family, []).append(name)
-starting = {"linear": ["gradient", "integrated_gradients"], "signed": ["positive", "negative", "active"]}
+# The first screen: a map of every family, at settings that are final within seconds (engines.FIRST_SCREEN).
+starting = {family: [m for m in engines.FIRST_SCREEN if m in members] for family, members in by_family.items()}
 chosen: list[str] = []
 for family, members in by_family.items():
     key = f"{state.METHODS}.{family}"
@@ -47,6 +48,8 @@ for family, members in by_family.items():
                        format_func=lambda n: engines.method_info(n).label, key=key) or []
 settings = {}
 for name in chosen:
+    for param, value in engines.FIRST_SCREEN.get(name, {}).items():  # a link or the person may have set it already
+        st.session_state.setdefault(state.setting_key(name, param), value)
     settings[name] = widgets.settings_form(name, len(classes))
 urlstate.publish(selection.model_name, selection.sample, target, chosen, settings)
 note = widgets.rivals_note(settings, len(classes))
@@ -79,27 +82,52 @@ if todo and not run:
         st.warning("Cancelled: nothing of that run was kept. The maps below were computed before.")
     st.info(f"Not computed yet: {labels}. About {estimate:.0f} s on {loaded.device}.")
     run = st.button(f"Compute (about {estimate:.0f} s)", key=state.COMPUTE, type="primary")
-if run:
-    if estimate > CANCELLABLE_SECONDS:
-        st.button("Cancel", key=state.CANCEL, help="Stops the computation; nothing partial is kept.")
-    show_progress, remove_bar = resources.progress_bar(f"Computing {len(todo)} maps (about {estimate:.1f} s): passes")
-    try:
-        resources.maps(*key, x, tuple(todo), settings_json, target, progress=show_progress)
-    except (ValueError, engines.OutOfMemory) as error:
-        st.error(f"These settings cannot run: {error} Change them above; the other maps are kept.")
-    remove_bar()
-ready = [m for m in chosen if m not in resources.missing_maps(*key, tuple(chosen), settings_json, target)]
-results = resources.maps(*key, x, tuple(ready), settings_json, target)
+progress_place = st.empty()  # the run's progress bar and Cancel button go here, above the grid
 
 # ---------------------------------------------------------------- the grid
 st.markdown(f"Maps explain the class **{classes[target]}** for {selection.source}, on {loaded.spec.label}.")
 image = views.image_array(x)
-peak = max((views.display_peak(r.map[0].numpy()) for r in results.values()), default=None) if shared else None
+shown = [m for m in chosen if m not in todo] + (todo if run else [])  # maps not asked for yet get no cell
 grid = st.columns(3)
-for index, name in enumerate(ready):
-    result = results[name]
-    info = engines.method_info(name)
+cells = {}
+for index, name in enumerate(shown):
     with grid[index % 3]:
+        cells[name] = st.empty()  # a preview is drawn here while the map refines, then the final map
+
+
+def draw_preview(explanation: engines.Explanation) -> None:
+    """A map that is still refining (or just final), drawn in place as a plain picture; the
+    interactive chart replaces it when the whole run is done."""
+    info = engines.method_info(explanation.method)
+    picture = views.overlay_rgb(image, explanation.map[0].numpy(), signed=explanation.signed, opacity=opacity)
+    if explanation.progress < 1:
+        caption = f"{info.label}: refining, {explanation.progress:.0%} done ({explanation.seconds:.1f} s)"
+    else:
+        caption = f"{info.label}: final ({explanation.seconds:.1f} s); waiting for the others"
+    with cells[explanation.method].container():
+        st.image(picture, caption=caption, width="stretch")
+
+
+if run:
+    with progress_place.container():
+        if estimate > CANCELLABLE_SECONDS:
+            st.button("Cancel", key=state.CANCEL, help="Stops the computation; nothing partial is kept.")
+        show_progress, remove_bar = resources.progress_bar(f"Computing {len(todo)} maps (about {estimate:.1f} s): passes")
+    try:
+        resources.maps(*key, x, tuple(todo), settings_json, target, progress=show_progress, preview=draw_preview)
+    except (ValueError, engines.OutOfMemory) as error:
+        st.error(f"These settings cannot run: {error} Change them above; the other maps are kept.")
+    remove_bar()
+    progress_place.empty()
+ready = [m for m in chosen if m not in resources.missing_maps(*key, tuple(chosen), settings_json, target)]
+results = resources.maps(*key, x, tuple(ready), settings_json, target)
+peak = max((views.display_peak(r.map[0].numpy()) for r in results.values()), default=None) if shared else None
+for name in shown:
+    if name not in results:  # it failed: its cell is cleared
+        cells[name].empty()
+        continue
+    result, info = results[name], engines.method_info(name)
+    with cells[name].container():
         st.plotly_chart(
             views.overlay(image, result.map[0].numpy(), signed=result.signed, title=info.label, opacity=opacity,
                           shared_max=peak),
