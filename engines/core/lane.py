@@ -12,7 +12,8 @@ turns, one chunk at a time, and chooses whose turn it is:
   whole while another waits; within a session, its streams (the methods of one call) take
   turns the same way;
 * **short chunks while anyone waits**: `contended()` tells the chunk tuner to cut its next
-  chunk to about `CHUNK_SECONDS` of device time, so a waiting slider is answered quickly.
+  chunk to about `CHUNK_SECONDS` of device time, so a waiting slider is answered quickly (also
+  for `INTERACTIVE_SECONDS` after a short call, when the next one is probably coming).
 
 A session is a hashable key (`session(key)`); by default it is the calling thread, which is
 what a Streamlit session's script thread is. The lane is re-entrant for the thread that holds
@@ -25,6 +26,7 @@ import contextlib
 import contextvars
 import itertools
 import threading
+import time
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Optional
@@ -33,6 +35,10 @@ import torch
 
 CHUNK_SECONDS = 0.25
 """While anyone waits for the lane, a chunk is cut to about this much device time."""
+INTERACTIVE_SECONDS = 2.0
+"""A lane that served a short call this recently counts as contended: a person moving a slider
+sends the next call a moment after the last one answered, and must not find a long chunk in
+the way when it comes."""
 
 _session: contextvars.ContextVar[Optional[Hashable]] = contextvars.ContextVar("engines_lane_session", default=None)
 _stream: contextvars.ContextVar[Hashable] = contextvars.ContextVar("engines_lane_stream", default=None)
@@ -109,6 +115,7 @@ class Lane:
         self._served: dict[Hashable, int] = {}
         self._grants = itertools.count()
         self._arrivals = itertools.count()
+        self._last_urgent = -float("inf")
         self.log: Optional[list[tuple[Hashable, Hashable, bool]]] = None
         """Set to a list to record `(session, stream, urgent)` of every grant, in order (tests)."""
 
@@ -118,8 +125,9 @@ class Lane:
             return len(self._waiting)
 
     def contended(self) -> bool:
-        """True while anyone (other than the holder) waits for the lane."""
-        return bool(self._waiting)
+        """True while anyone (other than the holder) waits for the lane, or a short call was
+        served less than `INTERACTIVE_SECONDS` ago."""
+        return bool(self._waiting) or time.monotonic() - self._last_urgent < INTERACTIVE_SECONDS
 
     def held_by_me(self) -> bool:
         return self._holder == threading.get_ident()
@@ -129,6 +137,8 @@ class Lane:
         self._served[ticket.session] = grant
         self._served[(ticket.session, ticket.stream)] = grant
         ticket.granted = True
+        if ticket.urgent:
+            self._last_urgent = time.monotonic()
         if self.log is not None:
             self.log.append((ticket.session, ticket.stream, ticket.urgent))
 
