@@ -28,8 +28,10 @@ BARE = "bare torch"
 CONFIGS: dict[str, dict[str, str]] = {
     BARE: {},
     "engines default": {},
-    "engines, passive, all cores": {"ENGINES_OMP_WAIT_POLICY": "passive"},
-    "engines, active, all cores": {"ENGINES_OMP_WAIT_POLICY": "active"},
+    "engines, OpenMP's own, all cores": {"ENGINES_OMP_WAIT_POLICY": "openmp", "ENGINES_THREADS": str(os.cpu_count() or 1)},
+    "engines, passive, all cores": {"ENGINES_OMP_WAIT_POLICY": "passive", "ENGINES_THREADS": str(os.cpu_count() or 1)},
+    "engines, active, all cores": {"ENGINES_OMP_WAIT_POLICY": "active", "ENGINES_THREADS": str(os.cpu_count() or 1)},
+    "engines, passive, threads auto": {"ENGINES_OMP_WAIT_POLICY": "passive"},
     "engines, OpenMP's own, 1 thread": {"ENGINES_OMP_WAIT_POLICY": "openmp", "ENGINES_THREADS": "1"},
     "engines, passive, 1 thread": {"ENGINES_OMP_WAIT_POLICY": "passive", "ENGINES_THREADS": "1"},
 }
@@ -60,7 +62,8 @@ else:
     def once(x):
         leaf, logits = passes.forward_with_graph(net, x)
         passes.backward(leaf, logits, torch.ones_like(logits), keep=False)
-    policy = engines.runtime_settings()["wait_policy"]
+    settings = engines.runtime_settings()
+    policy = settings["wait_policy"] + ("" if settings["thread_mode"] == "fixed" else ", threads auto")
 x = torch.rand(1, 3, 224, 224)
 for _ in range(5):
     once(x)

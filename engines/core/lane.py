@@ -33,6 +33,8 @@ from typing import Optional
 
 import torch
 
+from engines.core import runtime
+
 CHUNK_SECONDS = 0.25
 """While anyone waits for the lane, a chunk is cut to about this much device time."""
 INTERACTIVE_SECONDS = 2.0
@@ -160,6 +162,8 @@ class Lane:
                     while not ticket.granted:
                         self._condition.wait()
                 self._holder, self._depth = me, 1
+        if not reentered and self.name == "cpu":
+            runtime.GOVERNOR.apply()  # the cores other processes leave free (ENGINES_THREADS=auto)
         try:
             yield
         finally:

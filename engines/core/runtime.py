@@ -8,8 +8,14 @@ None of them changes any result. Both OpenMP settings are read when `engines` is
   only has an effect when `engines` is imported before torch, and never overrides an
   `OMP_WAIT_POLICY` that is already set. Default: `DEFAULT_WAIT_POLICY`, chosen by
   `python -m engines.bench.threads` (see the README's thread-policy table).
-* `ENGINES_THREADS`: torch's intra-op threads (default: torch's own, one per core). Also
-  `engines.set_threads(n)` at any time.
+* `ENGINES_THREADS`: torch's intra-op threads: `auto` (the default) or a whole number. Also
+  `engines.set_threads(n)` at any time (`None` for auto). Auto (`ThreadGovernor`) looks, at
+  most twice a second before a chunk of passes, at how many cores *other processes* keep busy
+  (from /proc/stat less this process's own time) and runs on the cores they leave free, at
+  least one. Measured here (README, thread-policy table): beside one busy process on 2 cores,
+  2 threads took 1.1–1.5 s a pass and 1 thread 76 ms, because every parallel region waits for
+  the thread that shares its core; on an idle machine 2 threads are 1.3× faster than 1. Set a
+  fixed number for reproducible timings, or where /proc is missing (auto then uses every core).
 
 Why these matter less than they did: every chunk of passes runs holding its device's lane
 (`engines/core/lane.py`), so the browser sessions of one server no longer start one OpenMP team
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 from typing import Any, Optional
 
 M_TRIM_THRESHOLD = -1
@@ -64,45 +71,102 @@ def configure_openmp(environ: Optional[dict] = None) -> str:
 
 
 def threads_from_environment(environ: Optional[dict] = None) -> Optional[int]:
-    """The thread count `ENGINES_THREADS` asks for, or None when it is unset; ValueError otherwise."""
+    """The thread count `ENGINES_THREADS` asks for, or None for auto (unset or "auto");
+    ValueError otherwise."""
     environ = os.environ if environ is None else environ
-    text = environ.get(THREADS_VARIABLE, "").strip()
-    if not text:
+    text = environ.get(THREADS_VARIABLE, "").strip().lower()
+    if text in ("", "auto"):
         return None
     if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{THREADS_VARIABLE} must be a whole number of threads ≥ 1; got {text!r}")
+        raise ValueError(f"{THREADS_VARIABLE} must be 'auto' or a whole number of threads ≥ 1; got {text!r}")
     return int(text)
 
 
+def _cpu_ticks() -> Optional[tuple[int, int]]:
+    """`(busy ticks of the whole machine, ticks of this process)` from /proc, or None without it."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        with open("/proc/self/stat") as own:
+            mine = own.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, int(mine[11]) + int(mine[12])  # utime + stime of every thread
+
+
+def free_cores(cores: int, others_busy: float) -> int:
+    """Threads to run when other processes keep `others_busy` cores busy: the rest, rounded to
+    the nearest whole core, at least 1 and at most `cores`."""
+    return max(1, min(cores, int(cores - others_busy + 0.5)))
+
+
+class ThreadGovernor:
+    """Torch's thread count, fixed or (auto) the cores other processes leave free (see above)."""
+
+    def __init__(self, cores: Optional[int] = None, interval: float = 0.5):
+        self.cores = cores or os.cpu_count() or 1
+        self.interval = interval
+        self.fixed: Optional[int] = None
+        self.current: Optional[int] = None
+        self._last: Optional[tuple[float, tuple[int, int]]] = None
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def choose(self) -> int:
+        """The thread count for the next chunk (measured at most every `interval` seconds)."""
+        if self.fixed is not None:
+            return self.fixed
+        now = time.monotonic()
+        if self._last is not None and now - self._last[0] < self.interval and self.current is not None:
+            return self.current
+        ticks = _cpu_ticks()
+        if ticks is None:
+            return self.cores
+        if self._last is None:
+            self._last = (now, ticks)
+            return self.current or self.cores
+        (then, (busy0, mine0)), (busy1, mine1) = self._last, ticks
+        self._last = (now, ticks)
+        others = max(0.0, ((busy1 - busy0) - (mine1 - mine0)) / self._hz / max(now - then, 1e-3))
+        return free_cores(self.cores, others)
+
+    def apply(self) -> None:
+        """Sets torch's thread count to `choose()` where it differs (torch is loaded by now)."""
+        count = self.choose()
+        if count != self.current:
+            import torch
+
+            torch.set_num_threads(count)
+            self.current = count
+
+
+GOVERNOR = ThreadGovernor()
+
+
 def set_threads(count: Optional[int] = None) -> int:
-    """Sets torch's intra-op thread count (None: one per core) and returns the count in force.
-
-    ValueError for anything but a whole number ≥ 1 or None.
+    """Fixes torch's intra-op thread count, or (None) lets it follow the free cores (auto);
+    returns the count in force now. ValueError for anything but a whole number ≥ 1 or None.
     """
-    import torch
-
-    if count is None:
-        count = os.cpu_count() or 1
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"threads must be a whole number ≥ 1 or None (one per core); got {count!r}")
-    torch.set_num_threads(count)
-    return torch.get_num_threads()
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ValueError(f"threads must be a whole number ≥ 1 or None (auto); got {count!r}")
+    GOVERNOR.fixed = count
+    GOVERNOR.apply()
+    return GOVERNOR.current
 
 
 def apply_threads() -> None:
-    """Applies `ENGINES_THREADS`, if set (after torch has loaded)."""
-    count = threads_from_environment()
-    if count is not None:
-        set_threads(count)
+    """Applies `ENGINES_THREADS` (after torch has loaded)."""
+    set_threads(threads_from_environment())
 
 
 def runtime_settings() -> dict[str, Any]:
-    """The settings in force: `wait_policy` ("passive", "active" or "openmp"), `threads`, and
-    whether glibc keeps freed memory (`keeps_freed_memory`)."""
+    """The settings in force: `wait_policy` ("passive", "active" or "openmp"), `threads` now,
+    `thread_mode` ("auto" or "fixed"), and whether glibc keeps freed memory."""
     import torch
 
     policy = _applied.get("wait_policy", os.environ.get("OMP_WAIT_POLICY", "openmp").lower())
     return {"wait_policy": policy, "threads": torch.get_num_threads(),
+            "thread_mode": "auto" if GOVERNOR.fixed is None else "fixed",
             "keeps_freed_memory": bool(_applied.get("kept_memory", False))}
 
 
