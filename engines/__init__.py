@@ -52,7 +52,7 @@ from engines.models.catalogue import (
 )
 from engines.families.nonlinear import ResponseCurve, response_curve
 from engines.families.occlusion import Occluded, occlude, occlude_box
-from engines.core.panel import FIRST_SCREEN
+from engines.core.panel import FIRST_SCREEN, first_screen_settings
 from engines.core.passes import Cancelled, OutOfMemory, available_devices, pick_device
 from engines.core.registry import FAMILIES, MethodInfo, Param, method_info
 from engines.core.registry import method_names as methods
@@ -64,7 +64,7 @@ __all__ = [
     "PAPER_FRACTIONS", "Curve", "RandomisationStep", "allegiance_curve", "deletion_curve", "insertion_curve",
     "pointing_game", "randomisation_check", "relevance_mass", "ResponseCurve", "response_curve", "Occluded",
     "occlude", "occlude_box", "SufficiencyReport", "sufficiency",
-    "Cancelled", "DEFAULT_MODEL", "FIRST_SCREEN", "Explanation", "FAMILIES", "ImageError", "LoadedModel", "MethodInfo",
+    "Cancelled", "DEFAULT_MODEL", "FIRST_SCREEN", "first_screen_settings", "Explanation", "FAMILIES", "ImageError", "LoadedModel", "MethodInfo",
     "ModelFileError", "ModelUnavailable", "OutOfMemory", "Param", "available_devices", "catalogue", "explain",
     "explain_many", "image_digest", "load_model", "load_torchscript", "method_info", "methods", "model_status",
     "pick_device", "predict", "runtime_settings", "set_threads", "Prediction", "read_image", "sample_images", "sample_mask",

@@ -228,7 +228,7 @@ def _load_own(app: AppTest, model: bytes, classes: bytes) -> AppTest:
 
 def test_your_own_torchscript_model_is_explained(app):
     _load_own(app, _own_model_bytes(3), b"apple\nbanana\ncherry\n")
-    assert not app.exception and not app.error
+    assert not app.exception and not app.error, [e.value for e in app.error]
     assert app.selectbox(key="model").value.startswith("custom-")
     assert "your model (net.pt)" in app.selectbox(key="model").options  # options hold the shown labels
     assert any(name in explained(app) for name in ("apple", "banana", "cherry"))

@@ -46,11 +46,16 @@ for family, members in by_family.items():
         st.session_state[key] = starting.get(family, [])
     chosen += st.pills(f"{family.capitalize()} maps", members, selection_mode="multi",
                        format_func=lambda n: engines.method_info(n).label, key=key) or []
+size, seeded_for = tuple(x.shape[-2:]), st.session_state.get(state.FIRST_SCREEN_SIZE)
 settings = {}
-for name in chosen:
-    for param, value in engines.FIRST_SCREEN.get(name, {}).items():  # a link or the person may have set it already
-        st.session_state.setdefault(state.setting_key(name, param), value)
+for name in chosen:  # the first screen's settings, scaled to the image; a link or the person may have set them
+    for param, value in engines.first_screen_settings(name, size).items():
+        key = state.setting_key(name, param)
+        before = engines.first_screen_settings(name, seeded_for).get(param) if seeded_for else None
+        if key not in st.session_state or (seeded_for != size and st.session_state[key] == before):
+            st.session_state[key] = value  # a new image size moves the values nobody changed
     settings[name] = widgets.settings_form(name, len(classes))
+st.session_state[state.FIRST_SCREEN_SIZE] = size
 urlstate.publish(selection.model_name, selection.sample, target, chosen, settings)
 note = widgets.rivals_note(settings, len(classes))
 if note:
@@ -76,12 +81,14 @@ todo = resources.missing_maps(*key, tuple(chosen), settings_json, target)
 estimate = sum(loaded.estimate_seconds(engines.method_info(m).cost(settings[m], len(classes), tuple(x.shape[-2:])))
                for m in todo)
 run = bool(todo) and estimate <= AUTO_SECONDS
+notice = st.empty()  # what is not computed yet and the Compute button; cleared once a run is done
 if todo and not run:
     labels = ", ".join(engines.method_info(m).label for m in todo)
-    if st.session_state.get(state.CANCEL):
-        st.warning("Cancelled: nothing of that run was kept. The maps below were computed before.")
-    st.info(f"Not computed yet: {labels}. About {estimate:.0f} s on {loaded.device}.")
-    run = st.button(f"Compute (about {estimate:.0f} s)", key=state.COMPUTE, type="primary")
+    with notice.container():
+        if st.session_state.get(state.CANCEL):
+            st.warning("Cancelled: nothing of that run was kept. The maps below were computed before.")
+        st.info(f"Not computed yet: {labels}. About {estimate:.0f} s on {loaded.device}.")
+        run = st.button(f"Compute (about {estimate:.0f} s)", key=state.COMPUTE, type="primary")
 progress_place = st.empty()  # the run's progress bar and Cancel button go here, above the grid
 
 # ---------------------------------------------------------------- the grid
@@ -119,6 +126,7 @@ if run:
         st.error(f"These settings cannot run: {error} Change them above; the other maps are kept.")
     remove_bar()
     progress_place.empty()
+    notice.empty()
 ready = [m for m in chosen if m not in resources.missing_maps(*key, tuple(chosen), settings_json, target)]
 results = resources.maps(*key, x, tuple(ready), settings_json, target)
 peak = max((views.display_peak(r.map[0].numpy()) for r in results.values()), default=None) if shared else None

@@ -68,15 +68,15 @@ class Watch:
             self.previews[explanation.method] = self.previews.get(explanation.method, 0) + 1
 
 
-def per_method(loaded, x, target: int, methods: list[str], sync) -> list[dict]:
+def per_method(loaded, x, target: int, methods: list[str], sync, turns: int = 1) -> list[dict]:
     """Each method at its defaults: first preview and final with previews, and without, in turns."""
     rows = []
     for method in methods:
         print(f"  {method} …", file=sys.stderr, flush=True)
         explain(loaded, x, method, target=target)  # warm: the chunk tuner settles
         with_times, without, firsts, counts = [], [], [], []
-        for turn in range(2):
-            for previewing in ((True, False) if turn == 0 else (False, True)):
+        for turn in range(turns):
+            for previewing in ((True, False) if turn % 2 == 0 else (False, True)):
                 watch = Watch(sync)
                 began = time.perf_counter()
                 explain(loaded, x, method, target=target, preview=watch if previewing else None)
@@ -232,6 +232,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         "'none' skips the table)")
     parser.add_argument("--sessions", default="1,2,4", help="session counts of the shared-server table ('' skips it)")
     parser.add_argument("--slider-seconds", type=float, default=4.0, help="how long the idle slider is timed")
+    parser.add_argument("--turns", type=int, default=1, help="timed calls with and without previews, per method")
     parser.add_argument("--json", default="lane.json")
     args = parser.parse_args(argv)
     known = method_names()
@@ -267,7 +268,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["first_screen"] = first_screen(loaded, x, target, sync)
     if args.methods:
         print("per method, at defaults …", file=sys.stderr, flush=True)
-        result["methods"] = per_method(loaded, x, target, args.methods, sync)
+        result["methods"] = per_method(loaded, x, target, args.methods, sync, args.turns)
     if args.sessions:
         print("shared server …", file=sys.stderr, flush=True)
         result["shared"] = shared_server(loaded, images, args.sessions, args.slider_seconds)

@@ -19,3 +19,20 @@ FIRST_SCREEN: dict[str, dict] = {
     "occlusion": {"window": 48, "stride": 32},
 }
 """Method → the settings it starts with on the first screen, in the order shown."""
+
+FIRST_SCREEN_SIDE = 224
+"""The image side (pixels) the first screen's sizes are chosen for."""
+PIXEL_SETTINGS = ("patch", "window", "stride")
+
+
+def first_screen_settings(method: str, size: tuple[int, int]) -> dict:
+    """`FIRST_SCREEN[method]` for an image of `size` (H, W): sizes in pixels (patch, window,
+    stride) scaled by the shorter side over 224, at least 1 and at most that side, so the same
+    number of regions and windows covers a smaller or larger image. {} for other methods."""
+    side = min(size)
+    settings = {}
+    for name, value in FIRST_SCREEN.get(method, {}).items():
+        if name in PIXEL_SETTINGS:
+            value = max(1, min(side, round(value * side / FIRST_SCREEN_SIDE)))
+        settings[name] = value
+    return settings
