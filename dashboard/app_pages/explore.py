@@ -119,7 +119,8 @@ if run:
     with progress_place.container():
         if estimate > CANCELLABLE_SECONDS:
             st.button("Cancel", key=state.CANCEL, help="Stops the computation; nothing partial is kept.")
-        show_progress, remove_bar = resources.progress_bar(f"Computing {len(todo)} maps (about {estimate:.1f} s): passes")
+        show_progress, remove_bar = resources.progress_bar(
+            f"Computing {len(todo)} maps (about {estimate:.1f} s): passes")
     try:
         resources.maps(*key, x, tuple(todo), settings_json, target, progress=show_progress, preview=draw_preview)
     except (ValueError, engines.OutOfMemory) as error:

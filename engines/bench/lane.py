@@ -220,7 +220,8 @@ def markdown(result: dict) -> str:
             lines.append(f"| {r['sessions']} | {_ms(r['serial'])} | {_ms(r['wall'])} | {r['throughput']:.2f}× | "
                          f"{_ms(r['slider_p50'])} | {_ms(r['slider_p95'])} | {gap * 1000:+.0f} ms | "
                          f"{r['max_difference']:.1e} | {', '.join(marks)} |")
-        lines.append(f"\nSlider alone on the idle machine: p50 {_ms(shared['idle_p50'])} over {shared['idle_calls']} calls.")
+        lines.append(f"\nSlider alone on the idle machine: p50 {_ms(shared['idle_p50'])} "
+                     f"over {shared['idle_calls']} calls.")
     return "\n".join(lines)
 
 

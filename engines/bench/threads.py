@@ -25,12 +25,13 @@ from typing import Optional
 
 BARE = "bare torch"
 
+ALL = str(os.cpu_count() or 1)
 CONFIGS: dict[str, dict[str, str]] = {
     BARE: {},
     "engines default": {},
-    "engines, OpenMP's own, all cores": {"ENGINES_OMP_WAIT_POLICY": "openmp", "ENGINES_THREADS": str(os.cpu_count() or 1)},
-    "engines, passive, all cores": {"ENGINES_OMP_WAIT_POLICY": "passive", "ENGINES_THREADS": str(os.cpu_count() or 1)},
-    "engines, active, all cores": {"ENGINES_OMP_WAIT_POLICY": "active", "ENGINES_THREADS": str(os.cpu_count() or 1)},
+    "engines, OpenMP's own, all cores": {"ENGINES_OMP_WAIT_POLICY": "openmp", "ENGINES_THREADS": ALL},
+    "engines, passive, all cores": {"ENGINES_OMP_WAIT_POLICY": "passive", "ENGINES_THREADS": ALL},
+    "engines, active, all cores": {"ENGINES_OMP_WAIT_POLICY": "active", "ENGINES_THREADS": ALL},
     "engines, passive, threads auto": {"ENGINES_OMP_WAIT_POLICY": "passive"},
     "engines, OpenMP's own, 1 thread": {"ENGINES_OMP_WAIT_POLICY": "openmp", "ENGINES_THREADS": "1"},
     "engines, passive, 1 thread": {"ENGINES_OMP_WAIT_POLICY": "passive", "ENGINES_THREADS": "1"},

@@ -373,9 +373,12 @@ def _side_by_side(ctx: Context, plan: list[tuple[MethodInfo, dict]], progress: p
                 raise passes.Cancelled()
             events.put(("progress", info.name, done / max(total, 1)))
 
+        def emit(explanation: Explanation, previews: _Previews) -> None:
+            events.put(("preview", explanation, previews))
+
         with lane.session(owner, info.name):
             try:
-                events.put(("done", info.name, ctx.run(info, settings, began, report, lambda e, p: events.put(("preview", e, p)))))
+                events.put(("done", info.name, ctx.run(info, settings, began, report, emit)))
             except BaseException as error:  # handed to the calling thread, which re-raises it
                 events.put(("error", info.name, error))
 

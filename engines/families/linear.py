@@ -184,7 +184,7 @@ def integrated_gradients(ctx: Context, steps: int, baseline: str, rule: str, red
         scale = float(weights.sum() / weights[:done].sum())
         ctx.preview(lambda: reduce_channels(((x - start_image) * running * scale).float(), reduce), done, steps)
 
-    mean_grad = passes.gradient_sum(ctx.model, points, steps, tuple(x.shape), ctx.target, weights, progress=ctx.progress,
-                                    partial=partial if ctx.previewing else None)
+    mean_grad = passes.gradient_sum(ctx.model, points, steps, tuple(x.shape), ctx.target, weights,
+                                    progress=ctx.progress, partial=partial if ctx.previewing else None)
     attribution = (x - start_image) * mean_grad
     return attribution, reduce_channels(attribution, reduce), reduce == "sum"
