@@ -111,6 +111,7 @@ def run(repeats: int, turns: int, labels: Optional[list[str]] = None) -> dict:
             for condition in ("idle", "busy"):
                 print(f"turn {turn + 1}/{turns}: {label}, {condition} …", file=sys.stderr, flush=True)
                 result = measure(label, repeats, condition == "busy")
+                print(f"  {result['median'] * 1000:.0f} ms", file=sys.stderr, flush=True)
                 seconds[label][condition].append(result["median"])
                 details[label] = {"threads": result["threads"], "policy": result["policy"]}
     return {
@@ -140,10 +141,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engines.bench.threads", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=30, help="timed passes per process (default 30)")
     parser.add_argument("--turns", type=int, default=2, help="fresh processes per configuration and condition")
+    parser.add_argument("--only", default=None, help="configuration labels separated by ';'  (default: all; "
+                        f"the bare process always runs): {'; '.join(CONFIGS)}")
     parser.add_argument("--json", default="threads.json")
     args = parser.parse_args(argv)
+    labels = None
+    if args.only:
+        labels = [BARE] + [label.strip() for label in args.only.split(";") if label.strip() and label.strip() != BARE]
+        unknown = [label for label in labels if label not in CONFIGS]
+        if unknown:
+            parser.error(f"unknown configurations {unknown}; known: {list(CONFIGS)}")
     began = time.perf_counter()
-    result = run(args.repeats, args.turns)
+    result = run(args.repeats, args.turns, labels)
     with open(args.json, "w") as handle:
         json.dump(result, handle, indent=1)
     print(markdown(result))
