@@ -141,3 +141,10 @@ def test_device_keys_name_one_lane_per_device():
 def test_each_cuda_device_has_its_own_lane():
     assert lane.device_key(torch.device("cuda")) == f"cuda:{torch.cuda.current_device()}"
     assert lane.lane_for(torch.device("cuda:0")) is not lane.lane_for(torch.device("cpu"))
+
+
+def test_within_a_session_a_map_without_a_first_picture_goes_first():
+    """Of one session's streams, the eager one (no preview yet) is served before those served less recently."""
+    waiting = [Ticket("A", 1, False, 0), Ticket("A", 2, False, 1, eager=True), Ticket("B", 1, False, 2)]
+    assert pick(waiting, {"A": 3, ("A", 1): 1, ("A", 2): 3, "B": 2}).session == "B"  # sessions still take turns
+    assert pick(waiting, {"A": 1, ("A", 1): 0, ("A", 2): 1, "B": 2}).stream == 2

@@ -267,13 +267,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "torch": torch.__version__}
     print("first screen …", file=sys.stderr, flush=True)
     result["first_screen"] = first_screen(loaded, x, target, sync)
-    if args.methods:
-        print("per method, at defaults …", file=sys.stderr, flush=True)
-        result["methods"] = per_method(loaded, x, target, args.methods, sync, args.turns)
+    _save(args, result)
     if args.sessions:
         print("shared server …", file=sys.stderr, flush=True)
         result["shared"] = shared_server(loaded, images, args.sessions, args.slider_seconds)
+        _save(args, result)
+    if args.methods:
+        print("per method, at defaults …", file=sys.stderr, flush=True)
+        result["methods"] = []
+        for method in args.methods:  # saved after each, so a long run keeps what it measured
+            result["methods"] += per_method(loaded, x, target, [method], sync, args.turns)
+            _save(args, result)
     return result
+
+
+def _save(args: argparse.Namespace, result: dict) -> None:
+    with open(args.json, "w") as handle:
+        json.dump(result, handle, indent=1)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

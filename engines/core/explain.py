@@ -110,6 +110,7 @@ class Context:
         self._progress = progress
         self._local = threading.local()  # each method thread's own progress and previews
         self._lock = threading.RLock()  # methods running side by side share the lazy passes
+        self._bounds_lock = threading.Lock()
         self._target_arg = target
         self._graph: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         self._logits: Optional[torch.Tensor] = None
@@ -145,6 +146,8 @@ class Context:
     @property
     def logits(self) -> torch.Tensor:
         """Logits of the clean inputs, `(N, K)`."""
+        if self._logits is not None:  # computed already: no need to wait for a method holding the lock
+            return self._logits
         with self._lock:
             if self._logits is None:
                 if self.graph or self._graph is not None:
@@ -161,6 +164,8 @@ class Context:
     @property
     def target(self) -> torch.Tensor:
         """The target class of each image, `(N,)` long: the argmax unless one was given."""
+        if self._target is not None:
+            return self._target
         with self._lock:
             if self._target is None:
                 self._target = resolve_target(self._target_arg, self.logits)
@@ -172,6 +177,8 @@ class Context:
 
     def gradient(self) -> torch.Tensor:
         """`g = ∂s_c/∂x` for the target logit of each image, `(N, C, H, W)`."""
+        if self._gradient is not None:
+            return self._gradient
         with self._lock:
             if self._gradient is None:
                 x_leaf, logits = self._forward()
@@ -197,7 +204,8 @@ class Context:
         rivals (highest logits first), for previews.
         """
         key = None if count is None or count >= self.num_classes - 1 else count
-        with self._lock:
+        self._forward()
+        with self._bounds_lock:  # its own lock: the others need not wait for the rivals
             return self._rival_bounds(key, partial)
 
     def _rival_bounds(self, key: Optional[int], partial) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,9 +238,11 @@ class Context:
         """Runs one method in this thread with its own progress callback and previews (`emit`)."""
         self._local.progress = progress if progress is not None else self._progress
         self._local.previews = None if emit is None else _Previews(self, info, settings, began, emit)
+        token = lane.set_eager(emit is not None)  # its chunks go first in its session until a first picture
         try:
             attribution, saliency, signed = info.compute(self, **settings)
         finally:
+            lane.reset_eager(token)
             self._local.progress = self._local.previews = None
         return self.explanation(info, settings, saliency, attribution, signed, time.perf_counter() - began)
 
@@ -277,6 +287,7 @@ class _Previews:
             return
         with torch.no_grad():
             saliency = make()
+        lane.set_eager(False)  # a first picture is on screen: back to plain turns
         self.cost = 0.0
         self.emit(self.ctx.explanation(self.info, self.settings, saliency, None, self.info.signed,
                                        time.perf_counter() - self.began, progress=min(fraction, 0.999)), self)

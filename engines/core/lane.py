@@ -10,7 +10,7 @@ turns, one chunk at a time, and chooses whose turn it is:
 * **fair between sessions**: among the rest, the session served least recently goes next
   (sessions never served yet in the order they arrived), so a session's long job never runs
   whole while another waits; within a session, its streams (the methods of one call) take
-  turns the same way;
+  turns the same way, those whose map has shown no first picture yet going first;
 * **short chunks while anyone waits**: `contended()` tells the chunk tuner to cut its next
   chunk to about `CHUNK_SECONDS` of device time, so a waiting slider is answered quickly (also
   for `INTERACTIVE_SECONDS` after a short call, when the next one is probably coming).
@@ -45,6 +45,17 @@ the way when it comes."""
 _session: contextvars.ContextVar[Optional[Hashable]] = contextvars.ContextVar("engines_lane_session", default=None)
 _stream: contextvars.ContextVar[Hashable] = contextvars.ContextVar("engines_lane_stream", default=None)
 _urgent: contextvars.ContextVar[bool] = contextvars.ContextVar("engines_lane_urgent", default=False)
+_eager: contextvars.ContextVar[bool] = contextvars.ContextVar("engines_lane_eager", default=False)
+
+
+def set_eager(value: bool) -> contextvars.Token:
+    """Marks this code's chunks as belonging to a map that has shown no picture yet (or, False,
+    one that has): within its session such chunks go first. Returns a token for `reset_eager`."""
+    return _eager.set(value)
+
+
+def reset_eager(token: contextvars.Token) -> None:
+    _eager.reset(token)
 
 
 @contextlib.contextmanager
@@ -91,17 +102,20 @@ class Ticket:
     urgent: bool
     arrival: int
     granted: bool = field(default=False)
+    eager: bool = False
 
 
 def pick(waiting: list[Ticket], served: dict[Hashable, int]) -> Ticket:
     """The ticket to serve next: urgent ones first; then the session served least recently
-    (never served: -1), then its stream served least recently, then arrival order.
+    (never served: -1); within it, streams whose map has shown no picture yet ("eager") first,
+    then the stream served least recently, then arrival order.
 
     `served` maps a session, and a `(session, stream)` pair, to the number of its last grant.
     """
     return min(
         waiting,
-        key=lambda t: (not t.urgent, served.get(t.session, -1), served.get((t.session, t.stream), -1), t.arrival),
+        key=lambda t: (not t.urgent, served.get(t.session, -1), not t.eager, served.get((t.session, t.stream), -1),
+                       t.arrival),
     )
 
 
@@ -154,7 +168,8 @@ class Lane:
                 reentered = True
             else:
                 reentered = False
-                ticket = Ticket(current_session(), current_stream(), is_urgent(), next(self._arrivals))
+                ticket = Ticket(current_session(), current_stream(), is_urgent(), next(self._arrivals),
+                                eager=_eager.get())
                 if self._holder is None and not self._waiting:
                     self._grant(ticket)
                 else:
