@@ -267,13 +267,37 @@ class Context:
         self._bounds.clear()
 
 
+class _Budget:
+    """The previews of every method of the process together: over the last `window` seconds,
+    at most `PREVIEW_SHARE` of the time goes to them, however many methods and sessions run."""
+
+    def __init__(self, window: float = 2.0):
+        self.window = window
+        self._spent: list[tuple[float, float]] = []  # (when, seconds)
+        self._lock = threading.Lock()
+
+    def allows(self, now: float) -> bool:
+        with self._lock:
+            self._spent = [(t, s) for t, s in self._spent if now - t < self.window]
+            return sum(s for _, s in self._spent) < PREVIEW_SHARE * self.window
+
+    def charge(self, now: float, seconds: float) -> None:
+        with self._lock:
+            self._spent.append((now, seconds))
+
+
+_BUDGET = _Budget()
+
+
 class _Previews:
     """When one method's next preview is due, and handing it on.
 
     A preview is due for the first offer, then once `PREVIEW_SECONDS` have passed since the last
     one and `1/PREVIEW_SHARE − 1` times the last one's cost (building the map plus the callback,
     which `explain_many` adds when the callback runs in another thread), so previews never take
-    more than `PREVIEW_SHARE` of the method's time.
+    more than `PREVIEW_SHARE` of the method's time; later previews (not the first) also wait
+    while the previews of all methods together have used their share (`_Budget`). The map is
+    built holding the device's lane, so it never slows another session's chunk.
     """
 
     def __init__(self, ctx: Context, info: MethodInfo, settings: dict, began: float, emit: Callable):
@@ -283,9 +307,10 @@ class _Previews:
 
     def offer(self, make: Callable[[], torch.Tensor], fraction: float) -> None:
         now = time.perf_counter()
-        if self.last is not None and now - self.last < max(PREVIEW_SECONDS, self.cost * (1 / PREVIEW_SHARE - 1)):
+        if self.last is not None and (now - self.last < max(PREVIEW_SECONDS, self.cost * (1 / PREVIEW_SHARE - 1))
+                                      or not _BUDGET.allows(now)):
             return
-        with torch.no_grad():
+        with lane.hold(self.ctx.device), torch.no_grad():
             saliency = make()
         lane.set_eager(False)  # a first picture is on screen: back to plain turns
         self.cost = 0.0
@@ -293,6 +318,7 @@ class _Previews:
                                        time.perf_counter() - self.began, progress=min(fraction, 0.999)), self)
         self.cost += time.perf_counter() - now
         self.last = time.perf_counter()
+        _BUDGET.charge(self.last, self.cost)
 
 
 def _check_logits(logits: torch.Tensor, n: int) -> None:
@@ -419,6 +445,7 @@ def _side_by_side(ctx: Context, plan: list[tuple[MethodInfo, dict]], progress: p
                 started = time.perf_counter()
                 preview(name_or_map)
                 value.cost += time.perf_counter() - started
+                _BUDGET.charge(time.perf_counter(), time.perf_counter() - started)
             else:
                 results[name_or_map] = value
                 done[name_or_map] = 1.0
