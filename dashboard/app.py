@@ -5,11 +5,11 @@ Run with:  streamlit run dashboard/app.py
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see engines/core/runtime.py
+# The OpenMP wait policy and thread count are engines' settings (ENGINES_OMP_WAIT_POLICY,
+# ENGINES_THREADS; engines/core/runtime.py), applied when the first page imports engines.
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # works when started from any folder

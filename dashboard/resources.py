@@ -121,10 +121,13 @@ def missing_maps(model_name: str, device: str, digest: str, methods: tuple[str, 
 
 
 def maps(model_name: str, device: str, digest: str, _x, methods: tuple[str, ...], settings_json: str,
-         target: Optional[int], progress: Optional[Callable[[int, int], None]] = None) -> dict[str, engines.Explanation]:
+         target: Optional[int], progress: Optional[Callable[[int, int], None]] = None,
+         preview: Optional[Callable[[engines.Explanation], None]] = None) -> dict[str, engines.Explanation]:
     """The explanations of `methods` for the image: stored ones are reused, the missing ones are
     computed together (sharing their passes) and stored. `progress(done, total)` follows the
-    computation; raising from it cancels, and nothing partial is stored."""
+    computation and `preview(explanation)` receives each map while it refines and when it is
+    final (`engines.explain_many`); raising from either cancels, and nothing partial is stored:
+    maps are stored only once every one of the run is final."""
     settings = json.loads(settings_json)
     store = _map_store()
     todo = missing_maps(model_name, device, digest, methods, settings_json, target)
@@ -132,7 +135,7 @@ def maps(model_name: str, device: str, digest: str, _x, methods: tuple[str, ...]
         loaded = model(model_name, device)
         try:
             fresh, failed = engines.explain_many(loaded, _x, todo, target, {m: settings.get(m, {}) for m in todo},
-                                                 progress=progress), None
+                                                 progress=progress, preview=preview), None
         except ValueError:  # one method that cannot run here (a CAM map of a TorchScript
             if len(todo) == 1:       # model, say) must not cost the others their maps
                 raise
@@ -140,7 +143,7 @@ def maps(model_name: str, device: str, digest: str, _x, methods: tuple[str, ...]
             for name in todo:
                 try:
                     fresh.update(engines.explain_many(loaded, _x, [name], target, {name: settings.get(name, {})},
-                                                      progress=progress))
+                                                      progress=progress, preview=preview))
                 except ValueError as error:
                     failed = failed or ValueError(f"{engines.method_info(name).label}: {error}")
         for name, result in fresh.items():

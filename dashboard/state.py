@@ -21,6 +21,7 @@ MODEL_PENDING = "model.pending"  # a just-loaded own model, selected on the next
 SELECTION = "selection"  # this run's Selection, handed from app.py to the page
 TARGET_PENDING = "target_pending"  # a target from a link, applied once its model and image load
 METHODS = "methods"
+FIRST_SCREEN_SIZE = "first_screen.size"  # the image size the first screen's settings were scaled for
 COMPUTE = "compute"
 CANCEL = "cancel"
 EXPORT_METRICS = "export.metrics"

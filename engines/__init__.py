@@ -9,7 +9,9 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
     method_info(name) -> MethodInfo                  # .family, .signed, .params, .label, .cost(...), .plan, .peers, .live
     method_families() -> list[str]                   # the families of the registered methods, in order
     explain(model, x, method, target=None, **params) -> Explanation
-    explain_many(model, x, methods, target=None, params=None) -> dict[str, Explanation]
+    explain_many(model, x, methods, target=None, params=None, preview=None) -> dict[str, Explanation]
+    FIRST_SCREEN                                     # the Explore page's starting maps and settings
+    set_threads(n), runtime_settings()               # torch's threads; ENGINES_OMP_WAIT_POLICY, ENGINES_THREADS
     predict(model, x) -> Prediction                  # .logits, .probabilities, .top(k)
     response_curve(model, x, region, ...)            # one region's true response vs its tangent
     occlude(model, x, map, fraction, fill)           # the live-occlusion call: one forward pass
@@ -28,9 +30,9 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
 Images are `(N, 3, H, W)` in pixel units [0, 1]; models normalise inside.
 """
 
-from engines.core.runtime import keep_freed_memory, quiet_openmp
+from engines.core.runtime import apply_threads, configure_openmp, keep_freed_memory, runtime_settings, set_threads
 
-quiet_openmp()  # before torch loads: see engines/core/runtime.py
+configure_openmp()  # before torch loads: ENGINES_OMP_WAIT_POLICY, see engines/core/runtime.py
 keep_freed_memory()
 
 from engines.families import linear, signed, nonlinear, masks, occlusion, cam, surrogate  # noqa: F401, I001  (registers the methods, in family order)
@@ -75,6 +77,7 @@ from engines.models.own import ARCHITECTURES as OWN_ARCHITECTURES, load_own_weig
 from engines.models.script_check import RunLimits
 from engines.families.nonlinear import RegionGrid, ResponseCurve, region_grid, response_curve
 from engines.families.occlusion import Occluded, occlude, occlude_box
+from engines.core.panel import FIRST_SCREEN, first_screen_settings
 from engines.core.passes import Cancelled, LayerUnavailable, OutOfMemory, available_devices, pick_device
 from engines.models.layers import Layer, conv_layers
 from engines.core.registry import Cost, MethodInfo, Param, Peer, Stage, method_families, method_info
@@ -98,6 +101,8 @@ from engines.audit.reader import (
     open_audit,
 )
 
+apply_threads()  # ENGINES_THREADS, now that torch has loaded
+
 __all__ = [
     "OCCLUSION_FILLS", "Cost", "MAX_PIXELS", "MAX_UPLOAD_BYTES", "SUPPORTED_FORMATS", "read_bytes", "randomisation_steps",
     "MAX_MODEL_BYTES", "RegionGrid", "region_grid", "object_mask", "sample_batch",
@@ -114,4 +119,5 @@ __all__ = [
     "image_array", "is_pixel_level", "overlay_rgb", "smooth_for_display",
     "OWN_ARCHITECTURES", "load_own_weights", "RunLimits",
     "Layer", "LayerUnavailable", "conv_layers",
+    "FIRST_SCREEN", "first_screen_settings", "runtime_settings", "set_threads",
 ]

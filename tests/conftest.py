@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import engines  # noqa: F401  (first, before torch: its OpenMP and thread settings, engines/core/runtime.py)
+import pytest
+import torch
+from torch import nn
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see engines/core/runtime.py
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from engines.models.catalogue import freeze  # noqa: E402
+from engines.models.catalogue import freeze
 
 
 class LinearModel(nn.Module):

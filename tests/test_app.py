@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+import engines
 from engines.models import catalogue as models
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -46,9 +47,16 @@ def png_bytes(color=(0, 128, 255), size=(300, 200)) -> bytes:
 
 def test_explore_page_shows_top5_and_a_map_per_chosen_method(app):
     assert not app.error
-    chosen = app.pills(key="methods.linear").value + app.pills(key="methods.signed").value
+    chosen = [m for family in engines.method_families() for m in app.pills(key=f"methods.{family}").value]
     assert {"gradient", "positive"} <= set(chosen)
     assert len(charts(app)) == 1 + len(chosen)  # the top-5 bars and one overlay per map
+
+
+def test_the_first_screen_has_a_map_of_every_family(app):
+    """Linear, signed, nonlinear, mask and occlusion maps all start chosen, at the first screen's settings."""
+    for family in engines.method_families():
+        assert app.pills(key=f"methods.{family}").value, family
+    assert app.number_input(key="setting.secant.patch").value == engines.FIRST_SCREEN["secant"]["patch"]
     assert "cat" in app.selectbox(key="target").format_func(app.selectbox(key="target").value)
 
 
@@ -126,13 +134,14 @@ def test_slow_maps_wait_for_a_click_and_then_appear(monkeypatch):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     assert not at.exception
-    assert any("Not computed yet" in i.value and "About 300 s" in i.value for i in at.info)  # 5 maps × 60 s
+    first = len(engines.FIRST_SCREEN)
+    assert any("Not computed yet" in i.value and f"About {60 * first} s" in i.value for i in at.info)  # 60 s a map
     assert len(charts(at)) == 1  # only the top-5 bars: nothing ran
     at.button(key="compute").click().run()
     assert not at.exception and not at.error
-    assert len(charts(at)) == 1 + 5
+    assert len(charts(at)) == 1 + first
     at.slider(key="opacity").set_value(0.3).run()  # an unrelated widget: the maps stay, nothing reruns
-    assert len(charts(at)) == 1 + 5 and not at.info
+    assert len(charts(at)) == 1 + first and not at.info
 
 
 def test_export_offers_png_npz_and_an_html_report(app):
@@ -221,7 +230,7 @@ def _load_own(app: AppTest, model: bytes, classes: bytes) -> AppTest:
 
 def test_your_own_torchscript_model_is_explained(app):
     _load_own(app, _own_model_bytes(3), b"apple\nbanana\ncherry\n")
-    assert not app.exception and not app.error
+    assert not app.exception and not app.error, [e.value for e in app.error]
     assert app.selectbox(key="model").value.startswith("custom-")
     assert "your model (net.pt)" in app.selectbox(key="model").options  # options hold the shown labels
     assert any(name in explained(app) for name in ("apple", "banana", "cherry"))

@@ -51,3 +51,20 @@ def test_maps_are_keyed_by_image_settings_and_target(image):
     assert resources.missing_maps(*KEY, digest, ("gradient",), "{}", 2) == ["gradient"]
     assert resources.missing_maps(*KEY, "another-digest", ("gradient",), "{}", 1) == ["gradient"]
     assert resources.missing_maps(*KEY, digest, ("gradient",), '{"gradient": {"reduce": "sum"}}', 1) == ["gradient"]
+
+
+def test_a_run_cancelled_from_a_preview_stores_none_of_its_maps(image):
+    """Maps are stored only once every map of the run is final: a cancel after one is final keeps nothing."""
+    digest, x = image
+    settings = json.dumps({"smoothgrad": {"samples": 64}, "gradient": {}})
+    seen = []
+
+    def cancel_after_a_final(explanation):
+        seen.append(explanation)
+        if explanation.progress == 1.0:
+            raise engines.Cancelled
+
+    with pytest.raises(engines.Cancelled):
+        resources.maps(*KEY, digest, x, ("gradient", "smoothgrad"), settings, None, preview=cancel_after_a_final)
+    assert seen and seen[-1].progress == 1.0
+    assert resources.missing_maps(*KEY, digest, ("gradient", "smoothgrad"), settings, None) == ["gradient", "smoothgrad"]

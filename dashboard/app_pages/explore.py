@@ -37,7 +37,8 @@ st.subheader("Methods")
 by_family: dict[str, list[str]] = {}
 for name in engines.methods():
     by_family.setdefault(engines.method_info(name).family, []).append(name)
-starting = {"linear": ["gradient", "integrated_gradients"], "signed": ["positive", "negative", "active"]}
+# The first screen: a map of every family, at settings that are final within seconds (engines.FIRST_SCREEN).
+starting = {family: [m for m in engines.FIRST_SCREEN if m in members] for family, members in by_family.items()}
 chosen: list[str] = []
 for family, members in by_family.items():
     key = f"{state.METHODS}.{family}"
@@ -45,9 +46,16 @@ for family, members in by_family.items():
         st.session_state[key] = starting.get(family, [])
     chosen += st.pills(f"{family.capitalize()} maps", members, selection_mode="multi",
                        format_func=lambda n: engines.method_info(n).label, key=key) or []
+size, seeded_for = tuple(x.shape[-2:]), st.session_state.get(state.FIRST_SCREEN_SIZE)
 settings = {}
-for name in chosen:
+for name in chosen:  # the first screen's settings, scaled to the image; a link or the person may have set them
+    for param, value in engines.first_screen_settings(name, size).items():
+        key = state.setting_key(name, param)
+        before = engines.first_screen_settings(name, seeded_for).get(param) if seeded_for else None
+        if key not in st.session_state or (seeded_for != size and st.session_state[key] == before):
+            st.session_state[key] = value  # a new image size moves the values nobody changed
     settings[name] = widgets.settings_form(name, len(classes))
+st.session_state[state.FIRST_SCREEN_SIZE] = size
 urlstate.publish(selection.model_name, selection.sample, target, chosen, settings)
 note = widgets.rivals_note(settings, len(classes))
 if note:
@@ -70,34 +78,63 @@ todo = resources.missing_maps(*key, tuple(chosen), settings_json, target)
 estimate = sum(loaded.estimate_seconds(engines.method_info(m).cost(settings[m], len(classes), tuple(x.shape[-2:])))
                for m in todo)
 run = bool(todo) and estimate <= AUTO_SECONDS
+notice = st.empty()  # what is not computed yet and the Compute button; cleared once a run is done
 if todo and not run:
     labels = ", ".join(engines.method_info(m).label for m in todo)
-    if st.session_state.get(state.CANCEL):
-        st.warning("Cancelled: nothing of that run was kept. The maps below were computed before.")
-    st.info(f"Not computed yet: {labels}. About {estimate:.0f} s on {loaded.device}.")
-    run = st.button(f"Compute (about {estimate:.0f} s)", key=state.COMPUTE, type="primary")
-if run:
-    if estimate > CANCELLABLE_SECONDS:
-        st.button("Cancel", key=state.CANCEL, help="Stops the computation; nothing partial is kept.")
-    show_progress, remove_bar = resources.progress_bar(f"Computing {len(todo)} maps (about {estimate:.1f} s): passes")
-    try:
-        resources.maps(*key, x, tuple(todo), settings_json, target, progress=show_progress)
-    except (ValueError, engines.OutOfMemory) as error:
-        st.error(f"These settings cannot run: {error} Change them above; the other maps are kept.")
-    remove_bar()
-ready = [m for m in chosen if m not in resources.missing_maps(*key, tuple(chosen), settings_json, target)]
-results = resources.maps(*key, x, tuple(ready), settings_json, target)
+    with notice.container():
+        if st.session_state.get(state.CANCEL):
+            st.warning("Cancelled: nothing of that run was kept. The maps below were computed before.")
+        st.info(f"Not computed yet: {labels}. About {estimate:.0f} s on {loaded.device}.")
+        run = st.button(f"Compute (about {estimate:.0f} s)", key=state.COMPUTE, type="primary")
+progress_place = st.empty()  # the run's progress bar and Cancel button go here, above the grid
 
 # ---------------------------------------------------------------- the grid
 st.markdown(f"Maps explain the class **{classes[target]}** for {selection.source}, on {loaded.spec.label}.")
 image = views.image_array(x)
-peak = views.shared_peak([r.map[0].numpy() for r in results.values()], display)
+shown = [m for m in chosen if m not in todo] + (todo if run else [])  # maps not asked for yet get no cell
 columns = views.grid_columns(display)
 grid = st.columns(columns)
-for index, name in enumerate(ready):
-    result = results[name]
-    info = engines.method_info(name)
+cells = {}
+for index, name in enumerate(shown):
     with grid[index % columns]:
+        cells[name] = st.empty()  # a preview is drawn here while the map refines, then the final map
+
+
+def draw_preview(explanation: engines.Explanation) -> None:
+    """A map that is still refining (or just final), drawn in place as a plain picture; the
+    interactive chart replaces it when the whole run is done."""
+    info = engines.method_info(explanation.method)
+    picture = exports.picture(image, explanation.map[0].numpy(), explanation.signed, display)
+    if explanation.progress < 1:
+        caption = f"{info.label}: refining, {explanation.progress:.0%} done ({explanation.seconds:.1f} s)"
+    else:
+        caption = f"{info.label}: final ({explanation.seconds:.1f} s); waiting for the others"
+    with cells[explanation.method].container():
+        st.image(picture, caption=caption, width="stretch")
+
+
+if run:
+    with progress_place.container():
+        if estimate > CANCELLABLE_SECONDS:
+            st.button("Cancel", key=state.CANCEL, help="Stops the computation; nothing partial is kept.")
+        show_progress, remove_bar = resources.progress_bar(
+            f"Computing {len(todo)} maps (about {estimate:.1f} s): passes")
+    try:
+        resources.maps(*key, x, tuple(todo), settings_json, target, progress=show_progress, preview=draw_preview)
+    except (ValueError, engines.OutOfMemory) as error:
+        st.error(f"These settings cannot run: {error} Change them above; the other maps are kept.")
+    remove_bar()
+    progress_place.empty()
+    notice.empty()
+ready = [m for m in chosen if m not in resources.missing_maps(*key, tuple(chosen), settings_json, target)]
+results = resources.maps(*key, x, tuple(ready), settings_json, target)
+peak = views.shared_peak([r.map[0].numpy() for r in results.values()], display)
+for name in shown:
+    if name not in results:  # it failed: its cell is cleared
+        cells[name].empty()
+        continue
+    result, info = results[name], engines.method_info(name)
+    with cells[name].container():
         st.plotly_chart(
             views.map_figure(image, result.map[0].numpy(), signed=result.signed, title=info.label, display=display,
                              shared_max=peak),

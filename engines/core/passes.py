@@ -9,8 +9,12 @@ model itself. This module owns three concerns:
   shape and kind of pass, and remembered (`ChunkTuner`). Bigger batches are not always faster
   on a CPU, so the tuner tries sizes on the real work and keeps the fastest per item;
 * **never touching shared state**: gradients are taken with `torch.autograd.grad` with respect
-  to the *input* only; no `.backward()`, no hooks, no mode or weight changes. (The one
-  exception, at the end: CAM maps' layer hooks, always removed in `finally`.)
+  to the *input* only; no `.backward()`, no hooks, no mode or weight changes (the one
+  exception, at the end: CAM maps' layer hooks, always removed in `finally`);
+* **taking turns**: every chunk of passes runs while holding its device's lane
+  (`engines.core.lane`), which serves short interactive calls first and sessions fairly, and
+  asks for chunks of about `lane.CHUNK_SECONDS` while anyone waits. Progress callbacks run
+  between chunks, outside the lane.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Optional
 
 import torch
 from torch import nn
+
+from engines.core import lane
 
 Progress = Optional[Callable[[int, int], None]]
 """A callback `progress(done, total)` in items; raising from it (e.g. `Cancelled`) stops the run."""
@@ -90,6 +96,8 @@ class _Trial:
     next: int = 1
     settled: bool = False
     warmed: set = field(default_factory=set)
+    rate: float = 0.0
+    """Seconds per item of the latest chunk (in the lane, so other sessions' work is not in it)."""
 
 
 class ChunkTuner:
@@ -131,36 +139,58 @@ class ChunkTuner:
         """How many of this model's keys are still being measured (0: every size is settled)."""
         return sum(not trial.settled for trial in self._trials.get(model, {}).values())
 
-    def run(self, model: nn.Module, key: tuple, total: int, cap: int, work: Callable[[int, int], None]) -> None:
+    def run(
+        self,
+        model: nn.Module,
+        key: tuple,
+        total: int,
+        cap: int,
+        work: Callable[[int, int], None],
+        progress: Progress = None,
+    ) -> None:
         """Calls `work(start, stop)` over `range(total)` in chunks, choosing their sizes.
 
-        `work` must process items `start:stop` and accept any split.
+        `work` must process items `start:stop` and accept any split. Each chunk runs holding the
+        model's device's lane and is timed inside it, so the time measured is this chunk's alone
+        however many sessions wait; while any wait, the chunk is cut to about
+        `lane.CHUNK_SECONDS` (such a cut chunk teaches the tuner nothing). `progress(stop,
+        total)` is called after each chunk, outside the lane.
         """
         trial = self._trials.setdefault(model, {}).setdefault(key, _Trial())
+        device = model_device(model)
         start = 0
         while start < total:
-            size = max(1, min(cap, trial.best if trial.settled else trial.next))
-            stop = min(total, start + size)
-            began = time.perf_counter()
-            try:
-                work(start, stop)
-            except RuntimeError as error:
-                if not _is_oom(error):
-                    raise
-                if size == 1:
-                    raise OutOfMemory(
-                        "the device ran out of memory even for one item: use a smaller image, "
-                        "fewer classes or the CPU"
-                    ) from error
-                _empty_cache()
-                trial.best, trial.settled = size // 2, True
-                continue
-            if not trial.settled and stop - start == size:
+            with lane.hold(device):
+                planned = max(1, min(cap, trial.best if trial.settled else trial.next))
+                size = planned
+                if lane.lane_for(device).contended() and trial.rate > 0:
+                    size = max(1, min(planned, int(lane.CHUNK_SECONDS / trial.rate)))
+                stop = min(total, start + size)
+                began = time.perf_counter()
+                try:
+                    work(start, stop)
+                    if not trial.settled and device.type == "cuda":
+                        torch.cuda.synchronize(device)  # a trial times the device's work, not its queueing
+                except RuntimeError as error:
+                    if not _is_oom(error):
+                        raise
+                    if size == 1:
+                        raise OutOfMemory(
+                            "the device ran out of memory even for one item: use a smaller image, "
+                            "fewer classes or the CPU"
+                        ) from error
+                    _empty_cache()
+                    trial.best, trial.settled = size // 2, True
+                    continue
+                elapsed = time.perf_counter() - began
+            trial.rate = elapsed / (stop - start)
+            if not trial.settled and size == planned and stop - start == size:
                 if size in trial.warmed:
-                    self._learn(trial, size, (time.perf_counter() - began) / size, cap)
+                    self._learn(trial, size, elapsed / size, cap)
                 else:
                     trial.warmed.add(size)
             start = stop
+            _report(progress, stop, total)
 
     @staticmethod
     def _learn(trial: _Trial, size: int, rate: float, cap: int) -> None:
@@ -212,10 +242,9 @@ def forward(model: nn.Module, x: torch.Tensor, *, progress: Progress = None) -> 
     def work(start: int, stop: int) -> None:
         with torch.no_grad():
             chunks[start] = model(laid_out(x[start:stop].to(device)))
-        _report(progress, stop, len(x))
 
     item = tuple(x.shape[1:])
-    TUNER.run(model, _key(model, "forward", item), len(x), TUNER.cap(item, device) * 4, work)
+    TUNER.run(model, _key(model, "forward", item), len(x), TUNER.cap(item, device) * 4, work, progress)
     return torch.cat([chunks[k] for k in sorted(chunks)])
 
 
@@ -225,8 +254,9 @@ def forward_with_graph(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor,
     Only the input requires a gradient: a model whose weights are frozen (as every catalogue
     model is) builds no weight-gradient work at all.
     """
-    x_leaf = laid_out(x.detach().to(model_device(model))).requires_grad_(True)
-    with torch.enable_grad():
+    device = model_device(model)
+    x_leaf = laid_out(x.detach().to(device)).requires_grad_(True)
+    with lane.hold(device), torch.enable_grad():
         logits = model(x_leaf)
     return x_leaf, logits
 
@@ -236,7 +266,8 @@ def backward(x_leaf: torch.Tensor, logits: torch.Tensor, cotangent: torch.Tensor
 
     `keep` retains the graph for further backward passes over the same forward.
     """
-    (grad,) = torch.autograd.grad(logits, x_leaf, grad_outputs=cotangent.to(logits), retain_graph=keep)
+    with lane.hold(x_leaf.device):
+        (grad,) = torch.autograd.grad(logits, x_leaf, grad_outputs=cotangent.to(logits), retain_graph=keep)
     return grad
 
 
@@ -265,11 +296,10 @@ def backward_many(
         else:
             (grads,) = torch.autograd.grad(logits, x_leaf, grad_outputs=block, retain_graph=True, is_grads_batched=True)
         consume(start, grads)  # (m, B, C, H, W)
-        _report(progress, stop, total)
 
     item = tuple(x_leaf.shape)
     cap = min(64, TUNER.cap(item, x_leaf.device))
-    TUNER.run(model, _key(model, "backward_many", item), total, cap, work)
+    TUNER.run(model, _key(model, "backward_many", item), total, cap, work, progress)
 
 
 def gradient_sum(
@@ -281,13 +311,16 @@ def gradient_sum(
     weights: torch.Tensor,
     *,
     progress: Progress = None,
+    partial: Optional[Callable[[int, torch.Tensor], None]] = None,
 ) -> torch.Tensor:
     """`Σ_k weights[k] · ∂s_target(p_k)/∂p_k` over `count` points per image, shape `(N, C, H, W)`.
 
     `points(start, stop)` returns the points `start:stop` for every image, shape
     `(stop − start, N, C, H, W)`, and `shape` is `(N, C, H, W)`. SmoothGrad (noisy copies, equal weights) and integrated
     gradients (points on a path, quadrature weights) are both this sum. Points go through the
-    model in measured chunks; nothing of size `count` is ever held.
+    model in measured chunks; nothing of size `count` is ever held. `partial(done, running)`
+    is called after each chunk (outside the lane) with the float64 sum over the first `done`
+    points, for previews; it must not change it.
     """
     device = model_device(model)
     target = target.to(device)
@@ -303,10 +336,14 @@ def gradient_sum(
         cotangent[rows, target.repeat(m)] = weights[start:stop].repeat_interleave(n).to(logits)
         grads = backward(x_leaf, logits, cotangent, keep=False).reshape(m, n, *block.shape[2:])
         total.add_(grads.sum(0, dtype=torch.float64))  # (N, C, H, W); float64 so chunking cannot change it
-        _report(progress, stop, count)
+
+    def after(done: int, _: int) -> None:
+        _report(progress, done, count)
+        if partial is not None:
+            partial(done, total)
 
     item = tuple(shape)  # one chunk item is one point for every image
-    TUNER.run(model, _key(model, "gradient_sum", item), count, TUNER.cap(item, device), work)
+    TUNER.run(model, _key(model, "gradient_sum", item), count, TUNER.cap(item, device), work, after)
     return total.float()
 
 
@@ -317,12 +354,15 @@ def forward_points(
     shape: tuple[int, ...],
     *,
     progress: Progress = None,
+    partial: Optional[Callable[[int, torch.Tensor], None]] = None,
 ) -> torch.Tensor:
     """Logits of `count` perturbed copies of a batch, made on demand, shape `(count, N, K)`.
 
     `points(start, stop)` returns copies `start:stop` of every image, `(m, N, C, H, W)`, and
     `shape` is `(N, C, H, W)`. Occlusion windows, finite differences, masks and curves are all
     this: many perturbed inputs, one batched forward pass per measured chunk, no gradients.
+    `partial(done, logits)` is called after each chunk (outside the lane) with the logits of
+    the first `done` copies, `(done, N, K)`, for previews.
     """
     device = model_device(model)
     chunks: dict[int, torch.Tensor] = {}
@@ -333,10 +373,14 @@ def forward_points(
         with torch.no_grad():
             logits = model(laid_out(block.reshape(m * n, *block.shape[2:])))  # (m·N, K)
         chunks[start] = logits.reshape(m, n, -1)
-        _report(progress, stop, count)
+
+    def after(done: int, _: int) -> None:
+        _report(progress, done, count)
+        if partial is not None:
+            partial(done, torch.cat([chunks[k] for k in sorted(chunks)]))
 
     item = tuple(shape)
-    TUNER.run(model, _key(model, "forward_points", item), count, TUNER.cap(item, device) * 4, work)
+    TUNER.run(model, _key(model, "forward_points", item), count, TUNER.cap(item, device) * 4, work, after)
     return torch.cat([chunks[k] for k in sorted(chunks)])
 
 
@@ -346,9 +390,10 @@ def input_gradient(model: nn.Module, x: torch.Tensor, cotangent: torch.Tensor) -
     A cotangent may be a callable `logits -> (N, K)` when it depends on the logits (e.g. the
     predicted class), so one forward pass serves both.
     """
-    x_leaf, logits = forward_with_graph(model, x)
-    weights = cotangent(logits.detach()) if callable(cotangent) else cotangent
-    return logits.detach(), backward(x_leaf, logits, weights, keep=False)
+    with lane.hold(model_device(model)):  # one turn for both passes
+        x_leaf, logits = forward_with_graph(model, x)
+        weights = cotangent(logits.detach()) if callable(cotangent) else cotangent
+        return logits.detach(), backward(x_leaf, logits, weights, keep=False)
 
 
 def objective_gradient(
@@ -365,10 +410,11 @@ def objective_gradient(
     """
     device = model_device(model)
     leaves = tuple(leaf.detach().to(device).requires_grad_(True) for leaf in leaves)
-    with torch.enable_grad():
-        logits = model(build(*leaves))
-        value = objective(logits, *leaves)
-    grads = torch.autograd.grad(value, leaves)
+    with lane.hold(device):
+        with torch.enable_grad():
+            logits = model(build(*leaves))
+            value = objective(logits, *leaves)
+        grads = torch.autograd.grad(value, leaves)
     return value.detach(), logits.detach(), grads
 
 

@@ -164,8 +164,12 @@ def smoothgrad(ctx: Context, samples: int, noise: float, seed: Optional[int], re
     def points(start: int, stop: int) -> torch.Tensor:  # (m, N, C, H, W)
         return (x[None] + eps[start:stop, None] * sigma[None, :, None, None, None]).clamp(0, 1)
 
+    def partial(done: int, running: torch.Tensor) -> None:  # preview: the mean over the first samples
+        ctx.preview(lambda: reduce_channels((running * (samples / done)).float(), reduce), done, samples)
+
     weights = torch.full((samples,), 1.0 / samples)
-    g = passes.gradient_sum(ctx.model, points, samples, tuple(x.shape), ctx.target, weights, progress=ctx.progress)
+    g = passes.gradient_sum(ctx.model, points, samples, tuple(x.shape), ctx.target, weights, progress=ctx.progress,
+                            partial=partial if ctx.previewing else None)
     return g, reduce_channels(g, reduce), reduce == "sum"
 
 
@@ -191,6 +195,14 @@ def quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.arange(steps, dtype=torch.float64) + offset) / steps, weights
 
 
+def spread_order(count: int) -> torch.Tensor:
+    """`0 … count−1` in bit-reversed order (0, n/2, n/4, 3n/4, …): every prefix is spread
+    evenly over the range, so a partial sum along a path already samples all of it."""
+    bits = max(1, (count - 1).bit_length())
+    reversed_ = [int(format(k, f"0{bits}b")[::-1], 2) for k in range(1 << bits)]
+    return torch.tensor([k for k in reversed_ if k < count])
+
+
 @register(
     "integrated_gradients",
     label="Integrated gradients",
@@ -211,16 +223,25 @@ def quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     live=True,
 )
 def integrated_gradients(ctx: Context, steps: int, baseline: str, rule: str, reduce: str) -> tuple:
-    """`(x − x') ⊙ Σ_k w_k g_c(x' + α_k (x − x'))`; sums to `s_c(x) − s_c(x')` up to quadrature error."""
+    """`(x − x') ⊙ Σ_k w_k g_c(x' + α_k (x − x'))`; sums to `s_c(x) − s_c(x')` up to quadrature error.
+
+    The path's points are visited in `spread_order`, so a preview (the partial sum, rescaled by
+    the weights seen so far) already covers the whole path; the sum is the same in any order."""
     x = ctx.x
     start_image = fill_image(x, baseline)
     alphas, weights = quadrature(rule, steps)
-    alphas = alphas.to(x)
+    order = spread_order(steps)
+    alphas, weights = alphas[order].to(x), weights[order]
 
     def points(start: int, stop: int) -> torch.Tensor:  # (m, N, C, H, W)
         a = alphas[start:stop, None, None, None, None]
         return start_image[None] + a * (x - start_image)[None]
 
-    mean_grad = passes.gradient_sum(ctx.model, points, steps, tuple(x.shape), ctx.target, weights, progress=ctx.progress)
+    def partial(done: int, running: torch.Tensor) -> None:
+        scale = float(weights.sum() / weights[:done].sum())
+        ctx.preview(lambda: reduce_channels(((x - start_image) * running * scale).float(), reduce), done, steps)
+
+    mean_grad = passes.gradient_sum(ctx.model, points, steps, tuple(x.shape), ctx.target, weights,
+                                    progress=ctx.progress, partial=partial if ctx.previewing else None)
     attribution = (x - start_image) * mean_grad
     return attribution, reduce_channels(attribution, reduce), reduce == "sum"

@@ -214,6 +214,7 @@ def oise(ctx: Context, queries: int, grid: int, chains: int, seed: int, p_on: fl
         uniform = torch.rand((chains, grid, grid), generator=generator).to(device)  # (K, s, s)
         last_p, last_cells = p, cells
         cells = flip_cells(cells, p, uniform)
+        ctx.preview(lambda: oise_map(counts, kappa), step + 1, steps)  # the map of the counts so far
     return None, oise_map(counts, kappa), False
 
 
@@ -356,6 +357,7 @@ def extremal(ctx: Context, area: float, iterations: int, variant: str) -> tuple:
         masks.clear()
         if ctx.progress is not None:
             ctx.progress(t + 1, iterations)
+        ctx.preview(lambda: smooth_mask(params, (height, width), step), t + 1, iterations)  # the current mask
     with torch.no_grad():
         mask = smooth_mask(params, (height, width), step)
     return None, mask, False

@@ -21,13 +21,14 @@ channel of its pixels, and perturbed images are clipped to [0, 1].
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from engines.core import passes
+from engines.core import lane, passes, refine
 from engines.core.explain import Context, Target, as_module, check_images, resolve_target
 from engines.core.registry import Param, Stage, register
 
@@ -173,21 +174,27 @@ def region_scores(
     shifts: torch.Tensor,
     *,
     progress: passes.Progress = None,
+    partial: Optional[Callable[[int, torch.Tensor], None]] = None,
 ) -> torch.Tensor:
     """`s_target(clip(x + shifts[j]·1_{regions[j]}, 0, 1))` for every j, shape `(J, N)`.
 
     `x` is `(N, C, H, W)` in pixel units, `regions` `(J,)` long and `shifts` `(J,)` in pixel
     units. The J perturbed copies are built chunk by chunk as the model asks for them.
+    `partial(done, scores (done, N))` is called after each chunk, for previews.
     """
     regions, shifts = regions.to(x.device), shifts.to(x)
+    target = target.to(x.device)
 
     def points(start: int, stop: int) -> torch.Tensor:  # (m, N, C, H, W)
         step = shifts[start:stop, None, None] * grid.indicator(regions[start:stop])  # (m, H, W)
         return (x[None] + step[:, None, None]).clamp(0, 1)
 
-    logits = passes.forward_points(model, points, len(regions), tuple(x.shape), progress=progress)  # (J, N, K)
-    index = target.to(logits.device)[None, :, None].expand(len(regions), -1, 1)  # (J, N, 1)
-    return logits.gather(2, index)[..., 0].to(x)  # (J, N)
+    def pick(logits: torch.Tensor) -> torch.Tensor:  # (J, N, K) → (J, N)
+        return logits.gather(2, target.to(logits.device)[None, :, None].expand(len(logits), -1, 1))[..., 0].to(x)
+
+    seen = None if partial is None else (lambda done, logits: partial(done, pick(logits)))
+    logits = passes.forward_points(model, points, len(regions), tuple(x.shape), progress=progress, partial=seen)
+    return pick(logits)  # (J, N)
 
 
 def tangent_changes(gradient: torch.Tensor, x: torch.Tensor, grid: RegionGrid, shifts: torch.Tensor) -> torch.Tensor:
@@ -227,17 +234,53 @@ def region_secants(ctx: Context, grid: RegionGrid, epsilon: float, direction: st
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}; got {direction!r}")
     signs = {"central": (1.0, -1.0), "brighten": (1.0,), "darken": (-1.0,)}[direction]
-    count = grid.count
-    regions = torch.arange(count).repeat(len(signs))  # (J,), sign-major
-    shifts = torch.tensor(signs).repeat_interleave(count) * epsilon  # (J,)
-    scores = region_scores(ctx.model, ctx.x, ctx.target, grid, regions, shifts, progress=ctx.progress)
-    scores = scores.reshape(len(signs), count, -1).transpose(1, 2)  # (D, N, R)
-    if direction == "central":
-        return (scores[0] - scores[1]) / (2 * epsilon)
     clean = _target_scores(ctx)[:, None]  # (N, 1)
-    if direction == "brighten":
-        return (scores[0] - clean) / epsilon
-    return (clean - scores[0]) / epsilon
+
+    def secants(scores: torch.Tensor) -> torch.Tensor:  # (D, N, r) → (N, r)
+        if direction == "central":
+            return (scores[0] - scores[1]) / (2 * epsilon)
+        if direction == "brighten":
+            return (scores[0] - clean) / epsilon
+        return (clean - scores[0]) / epsilon
+
+    return _by_region(ctx, grid, torch.tensor(signs) * epsilon, secants)
+
+
+def _by_region(ctx: Context, grid: RegionGrid, shifts: torch.Tensor, combine: Callable) -> torch.Tensor:
+    """`combine(scores)` for every region, `(N, R)`, where `scores` `(D, N, r)` are the target
+    scores of r regions each shifted by every one of the D `shifts`.
+
+    Regions are visited coarse to fine (`refine.coarse_to_fine`), all shifts of a region
+    together, so previews (each computed region's value, spread to its nearest uncomputed
+    neighbours) cover the image early; the result does not depend on the order."""
+    d, count = len(shifts), grid.count
+    order = refine.coarse_to_fine(grid.rows, grid.cols)  # (R,)
+    regions = order.repeat_interleave(d)  # (J,), region-major in coarse-to-fine order
+    steps = shifts.repeat(count)  # (J,)
+
+    def per_region(scores: torch.Tensor) -> torch.Tensor:  # (J', N) for the first J' jobs → (N, r)
+        r = len(scores) // d
+        return combine(scores[: r * d].reshape(r, d, -1).permute(1, 2, 0))  # (D, N, r) → (N, r)
+
+    def partial(done: int, scores: torch.Tensor) -> None:
+        finished = done // d
+        if finished < min(count, 4):
+            return
+
+        def make() -> torch.Tensor:
+            values = torch.zeros(len(ctx.x), count, dtype=ctx.x.dtype, device=ctx.x.device)
+            values[:, order[:finished].to(values.device)] = per_region(scores).to(values)
+            computed = torch.zeros(count, dtype=torch.bool)
+            computed[order[:finished]] = True
+            return grid.spread(refine.filled(values, computed, grid.rows, grid.cols))
+
+        ctx.preview(make, done, len(regions))
+
+    scores = region_scores(ctx.model, ctx.x, ctx.target, grid, regions, steps, progress=ctx.progress,
+                           partial=partial if ctx.previewing else None)  # (J, N)
+    result = torch.empty(len(ctx.x), count, dtype=scores.dtype, device=scores.device)
+    result[:, order.to(scores.device)] = per_region(scores)
+    return result  # (N, R)
 
 
 def _regions(patch: int, hw: tuple[int, int]) -> int:
@@ -284,15 +327,15 @@ def region_nonlinearity(ctx: Context, grid: RegionGrid, span: float, points: int
     """
     shifts = steps_in_span(span, points)
     shifts = shifts[shifts != 0]  # (K,)
-    count = grid.count
-    regions = torch.arange(count).repeat(len(shifts))  # (J,), t-major
-    scores = region_scores(
-        ctx.model, ctx.x, ctx.target, grid, regions, shifts.repeat_interleave(count), progress=ctx.progress
-    )
-    scores = scores.reshape(len(shifts), count, -1).transpose(1, 2)  # (K, N, R)
     tangent = tangent_changes(ctx.gradient(), ctx.x, grid, shifts.to(ctx.x))  # (K, N, R)
-    off = scores - _target_scores(ctx)[None, :, None] - tangent  # (K, N, R)
-    return off.abs().amax(0)  # (N, R)
+    clean = _target_scores(ctx)[None, :, None]  # (1, N, 1)
+    order = refine.coarse_to_fine(grid.rows, grid.cols).to(ctx.x.device)
+
+    def off_tangent(scores: torch.Tensor) -> torch.Tensor:  # (K, N, r), regions in coarse-to-fine order
+        line = tangent[:, :, order[: scores.shape[2]]]  # (K, N, r)
+        return (scores - clean - line).abs().amax(0)  # (N, r)
+
+    return _by_region(ctx, grid, shifts, off_tangent)
 
 
 def _nonzero_steps(points: int) -> int:
@@ -364,7 +407,12 @@ def response_curve(
     is an `nn.Module` or a `LoadedModel`. Cost: `points` forward passes + one forward and
     backward. Our nonlinear family, after Rosenzweig et al. (arXiv:2110.06639).
     """
-    module = as_module(model)
+    with lane.urgent():  # a short interactive call: ahead of the next chunk of any long map
+        return _response_curve(as_module(model), x, region, target, span, points, patch)
+
+
+def _response_curve(module: nn.Module, x: torch.Tensor, region: tuple[int, int], target: Target, span: float,
+                    points: int, patch: int) -> ResponseCurve:
     x = check_images(x)
     if x.shape[0] != 1:
         raise ValueError(f"response_curve takes one image (1, C, H, W); got shape {tuple(x.shape)}")
@@ -425,6 +473,7 @@ def flow_path(
     *,
     start: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
     progress: passes.Progress = None,
+    partial: Optional[Callable[[int, torch.Tensor], None]] = None,
 ) -> FlowPath:
     """Steepest descent of `s_c` from x: `x_{t+1} = clip(x_t − η·g_t/‖g_t‖, 0, 1)`, η = `step_size`
     (pixel units, L2 norm over the whole image), for at most `steps` steps.
@@ -434,7 +483,8 @@ def flow_path(
     `(N,)`; `start` may pass the clean `(logits, gradient)` already known (one pass saved). Every
     step is one batched forward and backward pass over the images still moving. The trapezoid
     rule uses g at both ends of each step, so the attribution sums to `s_c(x_0) − s_c(x_T)` up
-    to the rule's error, which shrinks as η².
+    to the rule's error, which shrinks as η². `partial(step, attribution)` is called after each
+    step with the attribution along the path so far, for previews.
     """
     steps, step_size = STEPS.check(steps), STEP_SIZE.check(step_size)
     n = len(x)
@@ -472,6 +522,8 @@ def flow_path(
         moving[which] = (new_logits.argmax(1) == predicted[which]) & (norms[which] > 0)
         if progress is not None:
             progress(step + 1, steps)
+        if partial is not None:
+            partial(step + 1, attribution)
     if progress is not None and not (steps_taken == steps).any():
         progress(steps, steps)  # every image stopped early: the run is complete
     return FlowPath(attribution, position, steps_taken, start_scores, end_scores)
@@ -499,7 +551,11 @@ def gradient_flow(ctx: Context, steps: int, step_size: float) -> tuple:
     `s_c(x_0) − s_c(x_T)` up to the trapezoid rule's error. Map = signed channel sum. Cost: T
     forward and backward passes after the shared clean one. Our nonlinear family, after
     Rosenzweig et al. (arXiv:2110.06639)."""
+    def partial(done: int, attribution: torch.Tensor) -> None:  # the path integral so far
+        ctx.preview(lambda: attribution.sum(1), done, steps)
+
     path = flow_path(
-        ctx.model, ctx.x, ctx.target, steps, step_size, start=(ctx.logits, ctx.gradient()), progress=ctx.progress
+        ctx.model, ctx.x, ctx.target, steps, step_size, start=(ctx.logits, ctx.gradient()), progress=ctx.progress,
+        partial=partial if ctx.previewing else None,
     )
     return path.attribution, path.attribution.sum(1), True

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from engines.core import passes
+from engines.core import lane, passes, refine
 from engines.core.checks import check_map
 from engines.core.explain import Context, Target, as_module, check_images, resolve_target
 from engines.core.fills import OCCLUSION_FILLS, fill_image, occlusion_fill
@@ -178,22 +178,45 @@ def occlusion(ctx: Context, window: int, stride: int, fill: str, step: float, se
     rows = _axis_cover(window_starts(h, window, stride), window, h, x.device)  # (I, H)
     cols = _axis_cover(window_starts(w, window, stride), window, w, x.device)  # (J, W)
     replacement = occlusion_fill(x, fill, step, seed)
+    count = len(rows) * len(cols)
+    order = refine.coarse_to_fine(len(rows), len(cols)).to(x.device)  # windows, coarse to fine
 
     def points(start: int, stop: int) -> torch.Tensor:  # (m, N, C, H, W)
-        index = torch.arange(start, stop, device=x.device)
+        index = order[start:stop]
         inside = rows[index // len(cols)][:, :, None] & cols[index % len(cols)][:, None, :]  # (m, H, W)
         return torch.where(inside[:, None, None], replacement[None], x[None])
 
-    count = len(rows) * len(cols)
-    logits = passes.forward_points(ctx.model, points, count, tuple(x.shape), progress=ctx.progress)  # (I·J, N, K)
-    target = ctx.target.to(logits.device)
-    scores = logits.gather(2, target[None, :, None].expand(count, n, 1))[..., 0]  # (I·J, N)
+    target = ctx.target.to(x.device)
     clean = ctx.logits.gather(1, target[:, None])[:, 0]  # (N,)
-    drop = (clean[None] - scores).double().reshape(len(rows), len(cols), n)  # (I, J, N)
-    rows_f, cols_f = rows.double(), cols.double()
-    total = torch.einsum("ijn,ih,jw->nhw", drop, rows_f, cols_f)  # (N, H, W) summed drop
-    covered = torch.einsum("ih,jw->hw", rows_f, cols_f)  # (H, W) windows per pixel
-    return None, (total / covered.clamp(min=1)).float(), True
+
+    def drops(logits: torch.Tensor) -> torch.Tensor:  # (m, N, K) of the first m windows → (N, m)
+        scores = logits.gather(2, target.to(logits.device)[None, :, None].expand(len(logits), n, 1))[..., 0]
+        return (clean.to(scores)[None] - scores).double().T
+
+    def drop_map(drop: torch.Tensor) -> torch.Tensor:  # (N, I·J) in window order → (N, H, W)
+        rows_f, cols_f = rows.double(), cols.double()
+        total = torch.einsum("nij,ih,jw->nhw", drop.reshape(n, len(rows), len(cols)), rows_f, cols_f)
+        covered = torch.einsum("ih,jw->hw", rows_f, cols_f)  # (H, W) windows per pixel
+        return (total / covered.clamp(min=1)).float()
+
+    def partial(done: int, logits: torch.Tensor) -> None:  # preview: uncomputed windows from their neighbours
+        if done < min(count, 4):
+            return
+
+        def make() -> torch.Tensor:
+            drop = torch.zeros(n, count, dtype=torch.float64, device=x.device)
+            drop[:, order[:done]] = drops(logits).to(drop.device)
+            computed = torch.zeros(count, dtype=torch.bool)
+            computed[order[:done].cpu()] = True
+            return drop_map(refine.filled(drop, computed, len(rows), len(cols)))
+
+        ctx.preview(make, done, count)
+
+    logits = passes.forward_points(ctx.model, points, count, tuple(x.shape), progress=ctx.progress,
+                                   partial=partial if ctx.previewing else None)  # (I·J, N, K), in `order`
+    drop = torch.empty(n, count, dtype=torch.float64, device=x.device)
+    drop[:, order] = drops(logits).to(drop.device)  # (N, I·J) in window order
+    return None, drop_map(drop), True
 
 
 # --------------------------------------------------------------------------- live occlusion
@@ -284,7 +307,8 @@ def _occlude_mask(
     mask = mask.to(x.device)
     image = torch.where(mask[:, None], occlusion_fill(x, fill, step, seed), x)  # (N, C, H, W)
     batch = image if target is not None else torch.cat([image, x])  # clean images last, to find the class
-    logits = passes.forward(module, batch).float().cpu()
+    with lane.urgent():  # the live slider: ahead of the next chunk of any long map
+        logits = passes.forward(module, batch).float().cpu()
     n = len(x)
     chosen = resolve_target(target, logits[:n] if target is not None else logits[n:])
     logits = logits[:n]

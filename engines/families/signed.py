@@ -80,9 +80,25 @@ def negative(ctx: Context) -> tuple:
 def active(ctx: Context, rivals: Optional[int]) -> tuple:
     """G where G > g_k for every rival k (strictly), else 0; map = max over channels of |·|."""
     g = ctx.gradient()
-    upper, _ = ctx.rival_bounds(rivals)
+    upper, _ = ctx.rival_bounds(rivals, _partial(ctx, lambda bounds: _active_map(g, bounds[0])))
     kept = torch.where(g > upper, g, torch.zeros_like(g))
     return kept, kept.abs().amax(dim=1), False
+
+
+def _active_map(g: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    return torch.where(g > upper, g, torch.zeros_like(g)).abs().amax(dim=1)
+
+
+def _inactive_map(g: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+    return torch.where(g < lower, g, torch.zeros_like(g)).abs().amax(dim=1)
+
+
+def _partial(ctx: Context, make):
+    """Previews from the rival bounds so far (rivals are taken highest logits first, so the
+    strongest rivals, which decide most pixels, come first); None when nobody asks for them."""
+    if not ctx.previewing:
+        return None
+    return lambda bounds, done, total: ctx.preview(lambda: make(bounds), done, total)
 
 
 @register(
@@ -101,6 +117,6 @@ def active(ctx: Context, rivals: Optional[int]) -> tuple:
 def inactive(ctx: Context, rivals: Optional[int]) -> tuple:
     """G where G < g_k for every rival k (strictly), else 0; map = max over channels of |·|."""
     g = ctx.gradient()
-    _, lower = ctx.rival_bounds(rivals)
+    _, lower = ctx.rival_bounds(rivals, _partial(ctx, lambda bounds: _inactive_map(g, bounds[1])))
     kept = torch.where(g < lower, g, torch.zeros_like(g))
     return kept, kept.abs().amax(dim=1), False
