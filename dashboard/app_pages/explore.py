@@ -46,6 +46,14 @@ for family, members in by_family.items():
         st.session_state[key] = starting.get(family, [])
     chosen += st.pills(f"{family.capitalize()} maps", members, selection_mode="multi",
                        format_func=lambda n: engines.method_info(n).label, key=key) or []
+# Maps on a layer (CAM) need hooks, which a TorchScript model cannot take: say so where they would be.
+layered = [m for m in chosen if any(p.kind == "layer" for p in engines.method_info(m).params)]
+if layered:
+    try:
+        resources.cam_layers(selection.model_name, selection.device)
+    except engines.LayerUnavailable as error:
+        st.info(f"{', '.join(engines.method_info(m).label for m in layered)}: {error}")
+        chosen = [m for m in chosen if m not in layered]
 size, seeded_for = tuple(x.shape[-2:]), st.session_state.get(state.FIRST_SCREEN_SIZE)
 settings = {}
 for name in chosen:  # the first screen's settings, scaled to the image; a link or the person may have set them

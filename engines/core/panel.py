@@ -1,7 +1,8 @@
 """The first screen: which maps the Explore page starts with, and at which settings.
 
 One map or more of every family the product is about (linear, signed, nonlinear, mask,
-occlusion), each at settings chosen so that on a 2-core CPU with EfficientNet-Lite0 at 224²
+occlusion) and Grad-CAM (one forward and one partial backward pass); the surrogate maps (hundreds
+of forward passes) wait for a click. Each at settings chosen so that on a 2-core CPU with EfficientNet-Lite0 at 224²
 every map shows a first picture within 1.5 s (with previews, the maps run side by side) and the
 whole panel is final within 10 s. `python -m engines.bench.lane` measures both; the README
 lists what each costs. Settings not named keep the registry's defaults.
@@ -17,6 +18,7 @@ FIRST_SCREEN: dict[str, dict] = {
     "secant": {"patch": 32},
     "oise": {"queries": 96},
     "occlusion": {"window": 48, "stride": 32},
+    "grad_cam": {},
 }
 """Method → the settings it starts with on the first screen, in the order shown."""
 

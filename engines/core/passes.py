@@ -19,6 +19,7 @@ model itself. This module owns three concerns:
 
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -476,7 +477,11 @@ def layer_gradient(
     recorded: list[torch.Tensor] = []
     wanted = cotangent is not None
 
+    owner = threading.get_ident()
+
     def hook(_module, _inputs, output):
+        if threading.get_ident() != owner:
+            return None  # another session's pass on the shared model: left exactly as it is
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
             raise LayerUnavailable(
@@ -487,22 +492,24 @@ def layer_gradient(
         recorded.append(activation)
         return activation.clone()
 
-    handle = module.register_forward_hook(hook)
-    try:
-        with torch.set_grad_enabled(wanted):
-            logits = model(laid_out(x.detach().to(model_device(model))))
-    finally:
-        handle.remove()
-    if len(recorded) != 1:
-        raise LayerUnavailable(
-            f"layer {layer!r} ran {len(recorded)} times in one forward pass; pick a layer that runs once"
-        )
-    activation = recorded[0]
-    if not wanted:
-        return logits.detach(), activation.detach(), None
-    weights = cotangent(logits.detach()) if callable(cotangent) else cotangent
-    (grad,) = torch.autograd.grad(logits, activation, grad_outputs=weights.to(logits))
-    return logits.detach(), activation.detach(), grad.detach()
+    device = model_device(model)
+    with lane.hold(device):  # one turn for both passes; the hook lives only inside it
+        handle = module.register_forward_hook(hook)
+        try:
+            with torch.set_grad_enabled(wanted):
+                logits = model(laid_out(x.detach().to(device)))
+        finally:
+            handle.remove()
+        if len(recorded) != 1:
+            raise LayerUnavailable(
+                f"layer {layer!r} ran {len(recorded)} times in one forward pass; pick a layer that runs once"
+            )
+        activation = recorded[0]
+        if not wanted:
+            return logits.detach(), activation.detach(), None
+        weights = cotangent(logits.detach()) if callable(cotangent) else cotangent
+        (grad,) = torch.autograd.grad(logits, activation, grad_outputs=weights.to(logits))
+        return logits.detach(), activation.detach(), grad.detach()
 
 
 def layer_shapes(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -512,21 +519,24 @@ def layer_shapes(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[st
     modules = {name: hookable_layer(model, name) for name in names}
     seen: dict[str, tuple[tuple[int, ...], int]] = {}
 
+    owner = threading.get_ident()
+
     def recorder(name: str):
         def hook(_module, _inputs, output):
-            if isinstance(output, torch.Tensor):
+            if threading.get_ident() == owner and isinstance(output, torch.Tensor):
                 calls = seen.get(name, ((), 0))[1] + 1
                 seen[name] = (tuple(output.shape[1:]), calls)
 
         return hook
 
     handles = []
-    try:
-        for name, module in modules.items():
-            handles.append(module.register_forward_hook(recorder(name)))
-        with torch.no_grad():
-            model(laid_out(x.detach().to(model_device(model))))
-    finally:
-        for handle in handles:
-            handle.remove()
+    with lane.hold(model_device(model)):
+        try:
+            for name, module in modules.items():
+                handles.append(module.register_forward_hook(recorder(name)))
+            with torch.no_grad():
+                model(laid_out(x.detach().to(model_device(model))))
+        finally:
+            for handle in handles:
+                handle.remove()
     return seen
