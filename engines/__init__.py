@@ -13,6 +13,8 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
     response_curve(model, x, region, ...)            # one region's true response vs its tangent
     occlude(model, x, map, fraction, fill)           # the live-occlusion call: one forward pass
     deletion_curve / insertion_curve / allegiance_curve(model, x, map, ...) -> Curve
+    road_curve(model, x, map, order="most"|"least") -> Curve  # ROAD: removal by noisy linear imputation
+    pointing_game(map, mask, tolerance=0), pointing_tolerance((H, W)), relevance_mass(map, mask)
     randomisation_check(model, x, method, ...)       # cascading weight randomisation on a copy
     sufficiency(model, x, map, keep, fills, ...)     # is the salient region sufficient?
     read_image(source) -> PIL RGB image; sample_images() -> {name: path}
@@ -46,7 +48,9 @@ from engines.evaluation.metrics import (
     allegiance_curve,
     deletion_curve,
     insertion_curve,
+    POINTING_TOLERANCE,
     pointing_game,
+    pointing_tolerance,
     randomisation_check,
     randomisation_steps,
     relevance_mass,
@@ -67,6 +71,7 @@ from engines.families.occlusion import Occluded, occlude, occlude_box
 from engines.core.passes import Cancelled, OutOfMemory, available_devices, pick_device
 from engines.core.registry import Cost, MethodInfo, Param, Peer, Stage, method_families, method_info
 from engines.core.registry import method_names as methods
+from engines.evaluation.road import ROAD_FRACTIONS, impute, road_curve
 from engines.evaluation.sufficiency import SufficiencyReport, sufficiency
 
 __all__ = [
