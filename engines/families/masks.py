@@ -5,6 +5,9 @@
   calls OISE. Black-box: only the target's softmax probability is queried. Masks are upsampled
   exactly as RISE does (Petsiuk, Das, Saenko, BMVC 2018). Rebuilt as many chains side by side,
   so each step is one batched forward pass.
+* `rise`: RISE, Petsiuk, Das, Saenko, "RISE: Randomized input sampling for explanation of
+  black-box models" (BMVC 2018): the map is the mean of random smooth masks weighted by the
+  target's probability on the masked image. TorchRay's `rise` is its peer and test oracle.
 * `extremal`: gradient-based mask optimisation after Fong & Vedaldi, "Interpretable
   explanations of black boxes by meaningful perturbation" (ICCV 2017) and Fong, Patrick,
   Vedaldi, "Understanding deep networks via extremal perturbations and smooth masks" (ICCV
@@ -24,8 +27,9 @@ import torch.nn.functional as F
 from engines.core import passes
 from engines.core.explain import Context
 from engines.core.fills import blur
-from engines.core.registry import Param, Stage, register
+from engines.core.registry import Param, Peer, Stage, register
 
+RISE_REFERENCE = "Petsiuk, Das & Saenko, RISE, BMVC 2018 (TorchRay's rise)"
 OISE_REFERENCE = "Thakur & Fischmeister 2020, arXiv:2006.09504 (ICPR); RISE upsampling: Petsiuk et al. 2018"
 EXTREMAL_REFERENCE = "Fong & Vedaldi, ICCV 2017; Fong, Patrick & Vedaldi, ICCV 2019 (TorchRay extremal perturbation)"
 VARIANTS = ("preserve", "delete")
@@ -215,6 +219,110 @@ def oise(ctx: Context, queries: int, grid: int, chains: int, seed: int, p_on: fl
         last_p, last_cells = p, cells
         cells = flip_cells(cells, p, uniform)
     return None, oise_map(counts, kappa), False
+
+
+# --------------------------------------------------------------------------- RISE
+
+
+def rise_cells(seed: int, count: int, grid: int, p_on: float, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """RISE's random grids `(count, 1, s, s)` (each cell on with probability `p_on`) and crop
+    shifts `(count, 2)`, drawn on the CPU from `seed`: the same masks on every device."""
+    generator = torch.Generator().manual_seed(seed)
+    cells = (torch.rand((count, 1, grid, grid), generator=generator) < p_on).float()  # (M, 1, s, s)
+    return cells, random_shifts(generator, count, rise_cell(grid, *size))  # (M, 2)
+
+
+def rise_masks(seed: int, count: int, grid: int, p_on: float, size: tuple[int, int]) -> torch.Tensor:
+    """RISE's random masks `(count, H, W)` in [0, 1] for a seed (Petsiuk et al. 2018): the grids of
+    `rise_cells` upsampled bilinearly and cropped at their random shifts (`rise_upsample`)."""
+    cells, shifts = rise_cells(seed, count, grid, p_on, size)
+    return rise_upsample(cells, size, shifts)[:, 0]  # (M, H, W)
+
+
+def _torchray_rise(model, x, target, settings, knob):
+    """TorchRay's `rise_class` made to compute our estimator: it masks its input by `x ⊙ M` and
+    scores `sigmoid(logits)`, so it is given `u = x − b` and a model `u ↦ logit(softmax(f(u + b)))`:
+    its `u ⊙ M + b` is our `x ⊙ M + b ⊙ (1 − M)` and its sigmoid our softmax probability. Its own
+    masks (it draws them itself) are used; the map is divided by p as ours is."""
+    from torchray.attribution.rise import rise_class
+
+    baseline = mean_colour(model, x)
+    shifted = _LogitOfProbability(model, baseline)
+    targets = torch.as_tensor(target).reshape(-1).expand(len(x)) if not isinstance(target, int) else [target] * len(x)
+    return lambda: rise_class(shifted, x - baseline, target=list(map(int, targets)), seed=settings["seed"],
+                              num_masks=settings["masks"], num_cells=settings["grid"], p=settings["p_on"],
+                              batch_size=knob or 32)
+
+
+class _LogitOfProbability(torch.nn.Module):
+    """`u ↦ log(p / (1 − p))` with `p = softmax(f(u + b))`: the score TorchRay's sigmoid turns back into p."""
+
+    def __init__(self, model: torch.nn.Module, baseline: torch.Tensor):
+        super().__init__()
+        self.model, self.baseline = model, baseline[:1]
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        p = self.model(u + self.baseline).float().softmax(dim=1).clamp(1e-12, 1 - 1e-7)
+        return torch.log(p) - torch.log1p(-p)
+
+
+@register(
+    "rise",
+    label="RISE (random masks)",
+    family="mask",
+    signed=False,
+    summary="Black-box: the average of many random smooth masks, each weighted by the class "
+    "probability of the image it leaves visible.",
+    reference=RISE_REFERENCE,
+    params=(
+        Param("masks", 1000, "int", "Random masks, one model query each.", low=1, high=100_000,
+              unit="forward passes"),
+        Param("grid", 7, "int", "Mask grid size s: masks are s×s cells before upsampling.", low=2, high=64,
+              unit="cells per side"),
+        Param("p_on", 0.5, "float", "Probability that a cell is on (shows the image).", low=0.01, high=1.0,
+              unit="probability"),
+        Param("seed", 0, "int", "Random seed of the masks and shifts.", low=0, high=2**31 - 1),
+    ),
+    plan=lambda s, k, hw: [Stage("forward", 1), Stage("forward", s["masks"])],
+    quick=lambda size: {"masks": 8},
+    peers=(Peer("torchray", "TorchRay rise", _torchray_rise, lambda out, s: out[:, 0] / s["p_on"],
+                knob="batch_size", default=32, candidates=lambda s: [8, 32, 128]),),
+)
+def rise(ctx: Context, masks: int, grid: int, p_on: float, seed: int) -> tuple:
+    """RISE (Petsiuk et al. 2018): `map = Σ_i f_c(x ⊙ M_i + b ⊙ (1 − M_i)) M_i / (N · p)` over
+    N = `masks` random masks `rise_masks(seed, …)` (grid s, cells on with probability p,
+    bilinear upsampling to (s+1)·⌈H/s⌉ and a random crop), f_c the target's softmax probability
+    and b the mean colour (`mean_colour`: masking to 0 in the model's normalised space, as the
+    authors' PyTorch code does). One batched pass over the masks, built chunk by chunk.
+
+    TorchRay's `rise` differs in its defaults and conventions, not its estimator: it upsamples
+    to H + ⌈H/s⌉ with reflecting edges, masks to 0 in its input space, scores the sigmoid of the
+    logits, and does not divide by p (its `p` is the probability of a cell being on, whatever
+    its docstring says). Given our masks (`filter_masks`) and the adapted model of the peer, it
+    computes our map times p exactly.
+    """
+    x = ctx.x
+    n, _, height, width = x.shape
+    check_grid(grid, height, width)
+    cells, shifts = rise_cells(seed, masks, grid, p_on, (height, width))
+    cells = cells.to(x.device)
+    baseline = mean_colour(ctx.model, x)  # (N, C, 1, 1)
+
+    def chunk(start: int, stop: int) -> torch.Tensor:  # (m, H, W): masks are made chunk by chunk
+        return rise_upsample(cells[start:stop], (height, width), shifts[start:stop])[:, 0]
+
+    def points(start: int, stop: int) -> torch.Tensor:  # (m, N, C, H, W)
+        m = chunk(start, stop)[:, None, None]
+        return x[None] * m + baseline[None] * (1 - m)
+
+    logits = passes.forward_points(ctx.model, points, masks, tuple(x.shape), progress=ctx.progress)  # (M, N, L)
+    index = ctx.target.to(logits.device)[None, :, None].expand(masks, -1, 1)
+    p = logits.float().softmax(dim=-1).gather(-1, index)[..., 0].to(x.device)  # (M, N)
+    saliency = torch.zeros((n, height, width), device=x.device)
+    for start in range(0, masks, 256):
+        stop = min(masks, start + 256)
+        saliency += torch.einsum("mn,mhw->nhw", p[start:stop], chunk(start, stop))
+    return None, saliency / (masks * p_on), False
 
 
 # --------------------------------------------------------------------------- extremal perturbation
