@@ -407,6 +407,30 @@ def _extremal_objective(
     return objective
 
 
+def torchray_extremal_settings(size: tuple[int, int]) -> dict:
+    """TorchRay's mask geometry scaled from its 224² defaults to `(H, W)`: mask step 7 px and mask
+    smoothing σ 21 px, times min(H, W) / 224 (the step at least 1). Its blur (σ up to 20 px) is
+    not scaled: TorchRay has no setting for it."""
+    scale = min(size) / 224
+    return {"step": max(1, round(7 * scale)), "sigma": 21 * scale}
+
+
+def _torchray_extremal(model, x, target, settings, knob):
+    """TorchRay's `extremal_perturbation` on each image, at our area and variant, with its own
+    optimiser (800 iterations), flip jitter and blur pyramid, its mask geometry scaled to the image."""
+    from torchray.attribution.extremal_perturbation import extremal_perturbation
+
+    geometry = torchray_extremal_settings(tuple(x.shape[2:]))
+    targets = [int(t) for t in torch.as_tensor(target).reshape(-1).expand(len(x))]
+
+    def call() -> torch.Tensor:
+        masks = [extremal_perturbation(model, x[i : i + 1], targets[i], areas=[settings["area"]],
+                                       variant=settings["variant"], **geometry)[0][:, 0] for i in range(len(x))]
+        return torch.cat(masks)  # (N, H, W)
+
+    return call
+
+
 @register(
     "extremal",
     label="Extremal perturbation",
@@ -424,6 +448,8 @@ def _extremal_objective(
     ),
     plan=lambda s, k, hw: [Stage("forward", 1), Stage("gradient", 1, repeats=s["iterations"])],
     quick=lambda size: {"iterations": 1},
+    peers=(Peer("torchray", "TorchRay extremal_perturbation (800 iterations)", _torchray_extremal,
+                lambda out, s: out),),
 )
 def extremal(ctx: Context, area: float, iterations: int, variant: str) -> tuple:
     """Extremal perturbation (Fong & Vedaldi 2017; Fong, Patrick & Vedaldi 2019).
