@@ -311,3 +311,38 @@ def test_rise_with_every_cell_on_is_the_clean_probability_everywhere(smooth_mode
     result = engines.explain(smooth_model, small_images, "rise", target=0, masks=5, grid=2, p_on=1.0)
     clean = engines.predict(smooth_model, small_images).probabilities[:, 0]
     torch.testing.assert_close(result.map, clean[:, None, None].expand_as(result.map))
+
+
+# --------------------------------------------------------------------------- extremal against TorchRay
+
+
+def test_extremal_area_target_is_torchrays_reference_vector():
+    """TorchRay's sorted reference: ⌊n·(1 − a)⌋ zeros, then ones; ours the same for every area."""
+    from engines.families.masks import area_reference
+
+    for pixels, area in [(1024, 0.1), (4096, 0.05), (1000, 0.33)]:
+        theirs = torch.ones(pixels)
+        theirs[: int(pixels * (1 - area))] = 0
+        torch.testing.assert_close(area_reference(pixels, area, torch.device("cpu")), theirs)
+
+
+def test_extremal_and_torchrays_extremal_perturbation_agree_on_the_planted_region(planted, textured):
+    """At the same area and variant, our mask and TorchRay's (its own optimiser, 800 iterations) put
+    most of their mass on region A, and their maps correlate."""
+    info = engines.method_info("extremal")
+    settings = info.settings({"area": 0.08, "iterations": 100})
+    peer = info.peers[0]
+    theirs = peer.to_map(peer.build(planted, textured, 0, settings, None)(), settings)
+    ours = engines.explain(planted, textured, "extremal", target=0, **settings).map
+    for saliency in (ours[0], theirs[0]):
+        assert mass_inside(saliency, planted.region) > 5 * planted.region.mean().item()
+    assert torch.corrcoef(torch.stack([ours.flatten(), theirs.flatten()]))[0, 1] > 0.6
+
+
+def test_the_first_extremal_step_seeds_the_mask_by_the_rewards_gradient():
+    from engines.families.masks import seeded_parameters
+
+    gradient = torch.tensor([[[[0.0, 1.0], [3.0, -1.0]]], [[[2.0, 2.0], [2.0, 2.0]]]])
+    seeded = seeded_parameters(gradient)
+    torch.testing.assert_close(seeded[0, 0], torch.tensor([[0.625, 0.75], [1.0, 0.5]]))
+    torch.testing.assert_close(seeded[1], torch.full((1, 2, 2), 0.5))  # a flat gradient: no order, all 0.5

@@ -3,7 +3,7 @@
     python -m engines.faithfulness.defaults [--shapes 40] [--views 3] [--quick] [--json defaults.json]
 
 Choices: the occlusion fill (grey or black), the SmoothGrad variant (mean, mean_abs, squared),
-the extremal-perturbation blur, and the OISE query budget, with RISE at the same numbers of
+the extremal-perturbation iterations, and the OISE query budget, with RISE at the same numbers of
 queries beside it (the OISE paper's claim is that it wins). Each candidate's maps are scored by
 `engines.faithfulness.scoring.score_maps` on the shapes test set (shapes CNN: deletion,
 insertion, ROAD both ways, pointing game strict and tolerant, relevance mass) and on views of
@@ -45,8 +45,8 @@ CHOICES = (
     Choice("occlusion fill", "occlusion", {"grey": {"fill": "grey"}, "black": {"fill": "black"}}),
     Choice("SmoothGrad variant", "smoothgrad",
            {"mean": {"variant": "mean"}, "mean_abs": {"variant": "mean_abs"}, "squared": {"variant": "squared"}}),
-    Choice("extremal blur (σ, fraction of the shorter side)", "extremal",
-           {"0.09": {"blur": 0.09}, "0.2": {"blur": 0.2}, "0.3": {"blur": 0.3}}, ("shapes",)),
+    Choice("extremal iterations", "extremal",
+           {"150": {"iterations": 150}, "75": {"iterations": 75}, "300": {"iterations": 300}}, ("shapes",)),
     Choice("OISE budget, RISE at equal queries", "oise",
            {f"oise {q}": {"queries": q} for q in (128, 256, 512, 1024)}
            | {f"rise {q}": {"method": "rise", "masks": q} for q in (128, 256, 512, 1024)}, ("shapes",)),

