@@ -117,3 +117,14 @@ def test_keeping_every_pixel_keeps_the_class_everywhere(evaluate):
     assert not evaluate.exception
     table = next(d.value for d in evaluate.dataframe if "blur" in d.value.columns)
     assert (table[list(FILLS)] == 1.0).all().all()
+
+
+def test_asking_for_road_adds_its_two_aucs_and_curves_computed_by_road_curve(evaluate):
+    evaluate.multiselect(key="evaluate.methods").set_value(["gradient"]).run()
+    evaluate.checkbox(key="evaluate.road").check().run(timeout=TIMEOUT)
+    assert not evaluate.exception and not evaluate.error
+    table = auc_table(evaluate)
+    most, least = "ROAD AUC, most relevant first (↓ better)", "ROAD AUC, least relevant first (↑ better)"
+    assert most in table.columns and least in table.columns
+    assert 0 <= table[most][0] <= 0.9 and 0 <= table[least][0] <= 0.9
+    assert len(titled(evaluate, "ROAD: most")) == 1 and len(titled(evaluate, "ROAD: least")) == 1

@@ -1,5 +1,5 @@
 """Evaluate: how faithful are the chosen maps on the current image? Deletion and insertion
-curves (RISE), allegiance curves (black and white, Llorente et al.), the randomisation sanity
+curves (RISE), ROAD curves on request (Rong et al.), allegiance curves (black and white, Llorente et al.), the randomisation sanity
 check (Adebayo et al.) and the salient-region sufficiency test (after Thakur & Fischmeister).
 METHODS.md §2, §4–6."""
 
@@ -28,12 +28,21 @@ KINDS = {  # curve → (column header, figure title, y axis)
     "allegiance_white": ("Allegiance AUC, white (↓ better)", "Allegiance: salient pixels set to white",
                          "top class kept (1) or lost (0)"),
 }
+ROAD_KINDS = {  # shown when asked for: each curve's imputation solves a sparse system, slower than a fill
+    "road_most": ("ROAD AUC, most relevant first (↓ better)", "ROAD: most relevant pixels imputed first",
+                  "probability of the class"),
+    "road_least": ("ROAD AUC, least relevant first (↑ better)", "ROAD: least relevant pixels imputed first",
+                   "probability of the class"),
+}
 
 BETTER = {
     "deletion": "Lower is better: the class fades fast when the map's top pixels go.",
     "insertion": "Higher is better: the class comes back fast when the map's top pixels return.",
     "allegiance_black": "Lower is better: blacking out the map's top pixels soon changes the top class.",
     "allegiance_white": "Lower is better: whitening the map's top pixels soon changes the top class.",
+    "road_most": "Lower is better: the class fades fast when the map's top pixels are imputed from their "
+                 "neighbours (no tell-tale black shape left behind).",
+    "road_least": "Higher is better: the class holds while the map's least relevant pixels are imputed.",
 }
 
 
@@ -77,6 +86,11 @@ with st.expander("Evaluation settings"):
         "Rank the pixels of signed maps by", RANKINGS, key=state.EVAL_RANKING,
         help="value: positive evidence first, negative last (as Captum and Quantus rank). magnitude: |map|, "
              "either sign first. Unsigned maps are never negative, so both rank them alike.")
+    with_road = st.checkbox(
+        "Add ROAD curves (remove and debias, Rong et al. 2022)", value=False, key=state.EVAL_ROAD,
+        help="Deletion with noisy linear imputation instead of a fill: removed pixels take the weighted mean of "
+             "their neighbours, so the curve does not reward maps for making odd-looking images. Slower: each "
+             "curve solves a sparse linear system (seconds per method on a CPU at 224²).")
 if not chosen:
     st.info("Pick at least one method above.")
     st.stop()
@@ -107,24 +121,32 @@ try:
             curves[name] = resources.evaluation_curves(
                 *key, x, results[name].map, name, method_json(name), target, ranking, steps, deletion_fill,
                 insertion_start)
+    if with_road:
+        with st.spinner("Imputing pixels for the ROAD curves…"):
+            for name in chosen:
+                curves[name] = {**curves[name], **resources.road_curves(
+                    *key, x, results[name].map, name, method_json(name), target, ranking)}
 except (ValueError, engines.OutOfMemory) as error:
     error_box("The curves", error)
 
+shown_kinds = {**KINDS, **(ROAD_KINDS if with_road else {})}
 table = pd.DataFrame(
-    [{"Method": label(name), **{KINDS[kind][0]: float(curves[name][kind].auc[0]) for kind in KINDS}}
+    [{"Method": label(name), **{shown_kinds[kind][0]: float(curves[name][kind].auc[0]) for kind in shown_kinds}}
      for name in chosen]
 )
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={header: st.column_config.NumberColumn(format="%.3f", help=BETTER[kind])
-                            for kind, (header, _, _) in KINDS.items()})
+                            for kind, (header, _, _) in shown_kinds.items()})
 st.caption(
     f"Deletion and insertion follow the probability of **{classes[target]}** (RISE: Petsiuk et al. 2018). "
     "Allegiance asks whether the clean image's top class survives when the most salient pixels turn black or "
     "white, on the fractions of Llorente et al. 2023 (its AUC is at most 0.9). Areas are trapezoids over the "
     "fraction of pixels."
+    + (" ROAD (Rong et al. 2022) removes pixels by noisy linear imputation instead of a fill, on the fractions "
+       "0–90 % (its AUC is at most 0.9)." if with_road else "")
 )
 figures = st.columns(2)
-for index, (kind, (_, title, y_title)) in enumerate(KINDS.items()):
+for index, (kind, (_, title, y_title)) in enumerate(shown_kinds.items()):
     lines = {label(n): (curves[n][kind].fractions.numpy(), curves[n][kind].values[0].numpy()) for n in chosen}
     with figures[index % 2]:
         st.plotly_chart(views.metric_curves(lines, title=title, y_title=y_title), width="stretch",
