@@ -45,3 +45,17 @@ def test_photo_views_are_distinct_images_of_the_models_input_size():
 def test_mean_and_error_is_the_mean_and_the_standard_error_of_the_finite_values():
     mean, error = mean_and_error(torch.tensor([1.0, 2.0, 3.0, float("nan")]))
     assert mean == 2.0 and abs(error - 1.0 / 3**0.5) < 1e-9
+
+
+def test_a_default_choice_reports_each_candidate_and_its_paired_gain_over_the_first():
+    from engines.faithfulness.defaults import Choice, measure
+
+    loaded = engines.load_model("shapes_cnn", device="cpu")
+    choice = Choice("fill", "occlusion", {"grey": {"fill": "grey"}, "black": {"fill": "black"},
+                                          "rise 4": {"method": "rise", "masks": 4}})
+    result = measure(choice, data.shapes_set(2), loaded, road=False, steps=4)
+    assert list(result) == ["grey", "black", "rise 4"]
+    assert result["grey"]["insertion_gain"][0] == 0.0
+    gain = result["black"]["metrics"]["insertion"][0] - result["grey"]["metrics"]["insertion"][0]
+    assert abs(result["black"]["insertion_gain"][0] - gain) < 1e-6
+    assert {"pointing", "pointing_tolerant", "relevance_mass"} <= set(result["rise 4"]["metrics"])
