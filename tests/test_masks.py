@@ -327,10 +327,10 @@ def test_extremal_area_target_is_torchrays_reference_vector():
 
 
 def test_extremal_and_torchrays_extremal_perturbation_agree_on_the_planted_region(planted, textured):
-    """At the same area and variant, our mask and TorchRay's (its own optimiser, 800 iterations) put
+    """At the same area, variant and iterations, our mask and TorchRay's (its own optimiser) put
     most of their mass on region A, and their maps correlate."""
     info = engines.method_info("extremal")
-    settings = info.settings({"area": 0.08, "iterations": 100})
+    settings = info.settings({"area": 0.08, "iterations": 400})  # TorchRay's learning rate needs a few hundred
     peer = info.peers[0]
     theirs = peer.to_map(peer.build(planted, textured, 0, settings, None)(), settings)
     ours = engines.explain(planted, textured, "extremal", target=0, **settings).map
