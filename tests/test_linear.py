@@ -91,14 +91,14 @@ def test_integrated_gradients_is_exact_on_a_linear_model(linear_model, small_ima
 
 
 def test_smoothgrad_with_no_noise_equals_the_gradient(smooth_model, small_images):
-    smooth = engines.explain(smooth_model, small_images, "smoothgrad", samples=5, noise=0.0)
+    smooth = engines.explain(smooth_model, small_images, "smoothgrad", samples=5, noise=0.0, variant="mean")
     plain = engines.explain(smooth_model, small_images, "gradient")
     torch.testing.assert_close(smooth.attribution, plain.attribution)
     torch.testing.assert_close(smooth.map, plain.map)
 
 
 def test_smoothgrad_on_a_linear_model_is_the_weight_row(linear_model, small_images):
-    result = engines.explain(linear_model, small_images, "smoothgrad", target=3, samples=7, noise=0.3, seed=5)
+    result = engines.explain(linear_model, small_images, "smoothgrad", target=3, samples=7, noise=0.3, seed=5, variant="mean")
     expected = linear_model.fc.weight[3].reshape(3, 8, 8).expand_as(small_images)
     torch.testing.assert_close(result.attribution, expected)
 
@@ -111,8 +111,12 @@ def test_smoothgrad_is_the_mean_gradient_at_its_noisy_points(smooth_model, small
     sigma = 0.2 * (x.max() - x.min())
     points = (x + smoothgrad_noise(6, (3, 8, 8), seed=11) * sigma).clamp(0, 1)  # (6, C, H, W)
     theirs = Saliency(smooth_model).attribute(points, target=1, abs=False).mean(0, keepdim=True)
-    ours = engines.explain(smooth_model, x, "smoothgrad", target=1, samples=6, noise=0.2, seed=11)
+    ours = engines.explain(smooth_model, x, "smoothgrad", target=1, samples=6, noise=0.2, seed=11, variant="mean")
     torch.testing.assert_close(ours.attribution, theirs)
+
+
+def test_the_default_smoothgrad_variant_is_mean_abs_as_measured():
+    assert engines.method_info("smoothgrad").defaults()["variant"] == "mean_abs"
 
 
 def test_smoothgrad_differs_across_seeds_and_not_within(smooth_model, small_images):
