@@ -29,6 +29,7 @@ from engines.core.explain import Context
 from engines.core.fills import blur
 from engines.core.registry import Param, Peer, Stage, register
 
+RISE_BLOCK = 256  # masks made at once: memory stays 256 masks, whatever the number asked for
 RISE_REFERENCE = "Petsiuk, Das & Saenko, RISE, BMVC 2018 (TorchRay's rise)"
 OISE_REFERENCE = "Thakur & Fischmeister 2020, arXiv:2006.09504 (ICPR); RISE upsampling: Petsiuk et al. 2018"
 EXTREMAL_REFERENCE = "Fong & Vedaldi, ICCV 2017; Fong, Patrick & Vedaldi, ICCV 2019 (TorchRay extremal perturbation)"
@@ -310,20 +311,20 @@ def rise(ctx: Context, masks: int, grid: int, p_on: float, seed: int) -> tuple:
     cells = cells.to(x.device)
     baseline = mean_colour(ctx.model, x)  # (N, C, 1, 1)
 
-    def chunk(start: int, stop: int) -> torch.Tensor:  # (m, H, W): masks are made chunk by chunk
-        return rise_upsample(cells[start:stop], (height, width), shifts[start:stop])[:, 0]
-
-    def points(start: int, stop: int) -> torch.Tensor:  # (m, N, C, H, W)
-        m = chunk(start, stop)[:, None, None]
-        return x[None] * m + baseline[None] * (1 - m)
-
-    logits = passes.forward_points(ctx.model, points, masks, tuple(x.shape), progress=ctx.progress)  # (M, N, L)
-    index = ctx.target.to(logits.device)[None, :, None].expand(masks, -1, 1)
-    p = logits.float().softmax(dim=-1).gather(-1, index)[..., 0].to(x.device)  # (M, N)
+    index = ctx.target.to(x.device)[None, :, None]
     saliency = torch.zeros((n, height, width), device=x.device)
-    for start in range(0, masks, 256):
-        stop = min(masks, start + 256)
-        saliency += torch.einsum("mn,mhw->nhw", p[start:stop], chunk(start, stop))
+    for start in range(0, masks, RISE_BLOCK):  # each block of masks is made once, queried, then summed
+        stop = min(masks, start + RISE_BLOCK)
+        block = rise_upsample(cells[start:stop], (height, width), shifts[start:stop])[:, 0]  # (m, H, W)
+
+        def points(first: int, last: int) -> torch.Tensor:  # (k, N, C, H, W)
+            m = block[first:last, None, None]
+            return x[None] * m + baseline[None] * (1 - m)
+
+        logits = passes.forward_points(ctx.model, points, stop - start, tuple(x.shape),
+                                       progress=_progress_from(ctx.progress, start, masks))  # (m, N, L)
+        p = logits.float().softmax(dim=-1).gather(-1, index.to(logits.device).expand(stop - start, -1, 1))[..., 0]
+        saliency += torch.einsum("mn,mhw->nhw", p.to(block), block)
     return None, saliency / (masks * p_on), False
 
 
