@@ -215,6 +215,18 @@ def evaluation_curves(model_name: str, device: str, digest: str, _x, _saliency, 
     }
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def road_curves(model_name: str, device: str, digest: str, _x, _saliency, method: str, settings_json: str,
+                target: int, ranking: str = "value") -> dict[str, engines.Curve]:
+    """ROAD curves (Rong et al. 2022) of the map `_saliency` `(1, H, W)` of `method` for `target`:
+    the target's probability as the most and the least relevant pixels are removed by noisy
+    linear imputation, on Rong et al.'s fractions; pixels ranked by `ranking`."""
+    loaded = model(model_name, device)
+    _saliency = _ranked(_saliency, ranking)
+    return {order_kind: engines.road_curve(loaded, _x, _saliency, order, target)
+            for order_kind, order in (("road_most", "most"), ("road_least", "least"))}
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def randomisation(model_name: str, device: str, digest: str, _x, method: str, settings_json: str,
                   target: int) -> list[engines.RandomisationStep]:

@@ -50,6 +50,7 @@ EVAL_STEPS = "evaluate.steps"
 EVAL_DELETION_FILL = "evaluate.deletion_fill"
 EVAL_INSERTION_START = "evaluate.insertion_start"
 EVAL_RANKING = "evaluate.ranking"
+EVAL_ROAD = "evaluate.road"  # add the ROAD curves (noisy linear imputation) beside deletion and insertion
 EVAL_RANDOMISE = "evaluate.randomise"
 EVAL_RANDOMISED = "evaluate.randomised"  # randomisation checks asked for, so they stay shown
 EVAL_KEEP = "evaluate.keep"

@@ -16,6 +16,8 @@ The public API (kept stable for the dashboard, scripts and outside checks)::
     response_curve(model, x, region, ...)            # one region's true response vs its tangent
     occlude(model, x, map, fraction, fill)           # the live-occlusion call: one forward pass
     deletion_curve / insertion_curve / allegiance_curve(model, x, map, ...) -> Curve
+    road_curve(model, x, map, order="most"|"least") -> Curve  # ROAD: removal by noisy linear imputation
+    pointing_game(map, mask, tolerance=0), pointing_tolerance((H, W)), relevance_mass(map, mask)
     randomisation_check(model, x, method, ...)       # cascading weight randomisation on a copy
     sufficiency(model, x, map, keep, fills, ...)     # is the salient region sufficient?
     cluster_maps(maps, clusters=None) -> MapClusters  # SpRAy: one class's maps grouped by similarity
@@ -57,7 +59,9 @@ from engines.evaluation.metrics import (
     allegiance_curve,
     deletion_curve,
     insertion_curve,
+    POINTING_TOLERANCE,
     pointing_game,
+    pointing_tolerance,
     randomisation_check,
     randomisation_steps,
     relevance_mass,
@@ -82,6 +86,7 @@ from engines.core.passes import Cancelled, LayerUnavailable, OutOfMemory, availa
 from engines.models.layers import Layer, conv_layers
 from engines.core.registry import Cost, MethodInfo, Param, Peer, Stage, method_families, method_info
 from engines.core.registry import method_names as methods
+from engines.evaluation.road import ROAD_FRACTIONS, impute, road_curve
 from engines.evaluation.sufficiency import SufficiencyReport, sufficiency
 from engines.display.colours import DIVERGING, SEQUENTIAL, colour_scale
 from engines.display.overlays import heatmap_rgb, image_array, overlay_rgb
@@ -107,7 +112,8 @@ __all__ = [
     "OCCLUSION_FILLS", "Cost", "MAX_PIXELS", "MAX_UPLOAD_BYTES", "SUPPORTED_FORMATS", "read_bytes", "randomisation_steps",
     "MAX_MODEL_BYTES", "RegionGrid", "region_grid", "object_mask", "sample_batch",
     "PAPER_FRACTIONS", "Curve", "RandomisationStep", "allegiance_curve", "deletion_curve", "insertion_curve",
-    "pointing_game", "randomisation_check", "relevance_mass", "ResponseCurve", "response_curve", "Occluded",
+    "pointing_game", "POINTING_TOLERANCE", "pointing_tolerance", "ROAD_FRACTIONS", "impute", "road_curve",
+    "randomisation_check", "relevance_mass", "ResponseCurve", "response_curve", "Occluded",
     "occlude", "occlude_box", "SufficiencyReport", "sufficiency", "MapClusters", "cluster_maps",
     "AUDIT_METRICS", "AUDITS_VARIABLE", "LOWER_IS_BETTER", "Audit", "AuditFolderError", "ClassClusters", "MapFile", "audits_root",
     "cluster_class", "list_audits", "open_audit",

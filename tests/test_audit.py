@@ -128,11 +128,16 @@ def test_maps_and_metrics_are_what_the_engines_give_for_the_same_input(baseline,
                                                      abs=1e-6)
         for fill in ("black", "white"):
             assert row[f"allegiance_{fill}_auc"] == engines.allegiance_curve(model, x, saliency, fill=fill).auc.item()
+        for order in ("most", "least"):
+            road = engines.road_curve(model, x, saliency, order)
+            assert row[f"road_{order}_auc"] == pytest.approx(road.auc.item(), abs=1e-6)
         if image == WITHOUT_MASK:
             assert row["pointing_game"] is None and row["relevance_mass"] is None
+            assert row["pointing_game_tolerant"] is None
         else:
             mask = masks[int(Path(image).name[5:10])]  # the generator's own mask (64 px: no resizing)
             assert row["pointing_game"] == bool(engines.pointing_game(saliency, mask)[0])
+            assert row["pointing_game_tolerant"] == bool(engines.pointing_game(saliency, mask, tolerance=4)[0])
             assert row["relevance_mass"] == pytest.approx(engines.relevance_mass(saliency, mask).item(), rel=1e-6)
 
 
@@ -151,8 +156,8 @@ def test_the_summary_means_are_the_means_of_the_rows(baseline):
         mine = [r for r in rows if r["method"] == entry["method"]]
         for metric in audit_report.METRICS:
             values = [float(r[metric]) for r in mine if r[metric] is not None]
-            assert entry[metric]["n"] == len(values) == (len(GOOD) - 1 if metric in ("pointing_game",
-                                                                                     "relevance_mass") else len(GOOD))
+            assert entry[metric]["n"] == len(values) == (len(GOOD) - 1 if metric in audit_report.MASK_METRICS
+                                                                 else len(GOOD))
             assert entry[metric]["mean"] == pytest.approx(np.mean(values), abs=1e-12)
             assert entry[metric]["std"] == pytest.approx(np.std(values, ddof=1), abs=1e-12)
     csv_lines = (baseline / "summary.csv").read_text().splitlines()

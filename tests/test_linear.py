@@ -91,14 +91,14 @@ def test_integrated_gradients_is_exact_on_a_linear_model(linear_model, small_ima
 
 
 def test_smoothgrad_with_no_noise_equals_the_gradient(smooth_model, small_images):
-    smooth = engines.explain(smooth_model, small_images, "smoothgrad", samples=5, noise=0.0)
+    smooth = engines.explain(smooth_model, small_images, "smoothgrad", samples=5, noise=0.0, variant="mean")
     plain = engines.explain(smooth_model, small_images, "gradient")
     torch.testing.assert_close(smooth.attribution, plain.attribution)
     torch.testing.assert_close(smooth.map, plain.map)
 
 
 def test_smoothgrad_on_a_linear_model_is_the_weight_row(linear_model, small_images):
-    result = engines.explain(linear_model, small_images, "smoothgrad", target=3, samples=7, noise=0.3, seed=5)
+    result = engines.explain(linear_model, small_images, "smoothgrad", target=3, samples=7, noise=0.3, seed=5, variant="mean")
     expected = linear_model.fc.weight[3].reshape(3, 8, 8).expand_as(small_images)
     torch.testing.assert_close(result.attribution, expected)
 
@@ -111,8 +111,12 @@ def test_smoothgrad_is_the_mean_gradient_at_its_noisy_points(smooth_model, small
     sigma = 0.2 * (x.max() - x.min())
     points = (x + smoothgrad_noise(6, (3, 8, 8), seed=11) * sigma).clamp(0, 1)  # (6, C, H, W)
     theirs = Saliency(smooth_model).attribute(points, target=1, abs=False).mean(0, keepdim=True)
-    ours = engines.explain(smooth_model, x, "smoothgrad", target=1, samples=6, noise=0.2, seed=11)
+    ours = engines.explain(smooth_model, x, "smoothgrad", target=1, samples=6, noise=0.2, seed=11, variant="mean")
     torch.testing.assert_close(ours.attribution, theirs)
+
+
+def test_the_default_smoothgrad_variant_is_mean_abs_as_measured():
+    assert engines.method_info("smoothgrad").defaults()["variant"] == "mean_abs"
 
 
 def test_smoothgrad_differs_across_seeds_and_not_within(smooth_model, small_images):
@@ -135,3 +139,40 @@ def test_channel_reduction_choices(smooth_model, small_images):
     summed = engines.explain(smooth_model, small_images, "gradient", reduce="sum")
     torch.testing.assert_close(summed.map, summed.attribution.sum(dim=1))
     assert summed.signed
+
+
+@pytest.mark.parametrize("variant, closed_form", [
+    ("mean", lambda w: w), ("mean_abs", torch.abs), ("squared", torch.square),
+])
+def test_smoothgrad_variants_on_a_linear_model_are_the_weight_row_transformed(linear_model, small_images, variant,
+                                                                              closed_form):
+    """On a linear model every noisy gradient is the weight row w: mean gives w, mean_abs |w|, squared w²."""
+    result = engines.explain(linear_model, small_images, "smoothgrad", target=2, samples=5, noise=0.3, variant=variant)
+    expected = closed_form(linear_model.fc.weight[2].reshape(3, 8, 8)).expand_as(small_images)
+    torch.testing.assert_close(result.attribution, expected)
+
+
+@pytest.mark.parametrize("variant", ["mean_abs", "squared"])
+def test_smoothgrad_variants_match_captum_saliency_at_the_same_noisy_points(smooth_model, small_images, variant):
+    """mean_abs is the mean of Captum's Saliency(abs=True) at our noisy points; squared the mean of its square."""
+    from engines.families.linear import smoothgrad_noise
+
+    x = small_images[:1]
+    sigma = 0.2 * (x.max() - x.min())
+    points = (x + smoothgrad_noise(6, (3, 8, 8), seed=3) * sigma).clamp(0, 1)  # (6, C, H, W)
+    g = Saliency(smooth_model).attribute(points, target=1, abs=False)
+    theirs = (g.abs() if variant == "mean_abs" else g.square()).mean(0, keepdim=True)
+    ours = engines.explain(smooth_model, x, "smoothgrad", target=1, samples=6, noise=0.2, seed=3, variant=variant)
+    torch.testing.assert_close(ours.attribution, theirs)
+
+
+def test_the_captum_smoothgrad_peer_comparable_to_each_variant_computes_it_without_noise(smooth_model, small_images):
+    """With no noise every variant's peer (the one comparable to it) gives our map exactly."""
+    info = engines.method_info("smoothgrad")
+    for variant in ("mean", "mean_abs", "squared"):
+        settings = info.settings({"samples": 3, "noise": 0.0, "variant": variant})
+        peers = [p for p in info.peers if p.comparable(settings, (8, 8))]
+        assert len(peers) == 1
+        theirs = peers[0].to_map(peers[0].build(smooth_model, small_images, 0, settings, None)(), settings)
+        ours = engines.explain(smooth_model, small_images, "smoothgrad", target=0, **settings).map
+        torch.testing.assert_close(ours, theirs)

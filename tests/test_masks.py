@@ -262,3 +262,87 @@ def test_extremal_reports_progress_every_iteration(smooth_model, small_images):
     seen = []
     engines.explain(smooth_model, small_images, "extremal", iterations=7, progress=lambda d, t: seen.append((d, t)))
     assert seen == [(i, 7) for i in range(1, 8)]
+
+
+# --------------------------------------------------------------------------- RISE
+
+
+def test_rise_equals_torchrays_rise_on_the_same_masks(smooth_model, small_images):
+    """TorchRay given our masks (filter_masks), u = x − b and a model scoring logit(softmax), computes
+    Σ p_i M_i / N: our map times p."""
+    from torchray.attribution.rise import rise_class
+
+    from engines.families.masks import _LogitOfProbability, mean_colour, rise_masks
+
+    settings = {"masks": 24, "grid": 3, "p_on": 0.4, "seed": 5}
+    ours = engines.explain(smooth_model, small_images, "rise", target=1, **settings).map
+    masks = rise_masks(settings["seed"], settings["masks"], settings["grid"], settings["p_on"], (8, 8))
+    baseline = mean_colour(smooth_model, small_images)
+    for i in range(len(small_images)):
+        adapted = _LogitOfProbability(smooth_model, baseline[i : i + 1])
+        theirs = rise_class(adapted, small_images[i : i + 1] - baseline[i : i + 1], target=[1], num_masks=24,
+                            num_cells=3, p=0.4, filter_masks=masks[:, None], batch_size=7)
+        torch.testing.assert_close(ours[i] * settings["p_on"], theirs[0, 0], atol=1e-5, rtol=1e-4)
+
+
+class _LeftHalf(nn.Module):
+    """Class 0's logit is 4 × (the mean of the top-left quadrant − 0.5); class 1's is 0."""
+
+    def forward(self, x):
+        score = 4 * (x[:, :, :8, :8].mean(dim=(1, 2, 3)) - 0.5)
+        return torch.stack([score, torch.zeros_like(score)], dim=1)
+
+
+def test_the_torchray_rise_peer_estimates_the_same_map():
+    """With their own masks the estimator is the same: many masks bring both maps together."""
+    info = engines.method_info("rise")
+    model = _LeftHalf()
+    x = torch.full((1, 3, 16, 16), 0.1)
+    x[..., :8, :8] = 0.9  # bright where the model looks; the baseline is the mean colour
+    settings = info.settings({"masks": 3000, "grid": 4})
+    peer = info.peers[0]
+    theirs = peer.to_map(peer.build(model, x, 0, settings, 500)(), settings)
+    ours = engines.explain(model, x, "rise", target=0, **settings).map
+    assert torch.corrcoef(torch.stack([ours.flatten(), theirs.flatten()]))[0, 1] > 0.9
+
+
+def test_rise_with_every_cell_on_is_the_clean_probability_everywhere(smooth_model, small_images):
+    """p = 1: every mask shows the whole image, so the map is f_c(x) at every pixel."""
+    result = engines.explain(smooth_model, small_images, "rise", target=0, masks=5, grid=2, p_on=1.0)
+    clean = engines.predict(smooth_model, small_images).probabilities[:, 0]
+    torch.testing.assert_close(result.map, clean[:, None, None].expand_as(result.map))
+
+
+# --------------------------------------------------------------------------- extremal against TorchRay
+
+
+def test_extremal_area_target_is_torchrays_reference_vector():
+    """TorchRay's sorted reference: ⌊n·(1 − a)⌋ zeros, then ones; ours the same for every area."""
+    from engines.families.masks import area_reference
+
+    for pixels, area in [(1024, 0.1), (4096, 0.05), (1000, 0.33)]:
+        theirs = torch.ones(pixels)
+        theirs[: int(pixels * (1 - area))] = 0
+        torch.testing.assert_close(area_reference(pixels, area, torch.device("cpu")), theirs)
+
+
+def test_extremal_and_torchrays_extremal_perturbation_agree_on_the_planted_region(planted, textured):
+    """At the same area, variant and iterations, our mask and TorchRay's (its own optimiser) put
+    most of their mass on region A, and their maps correlate."""
+    info = engines.method_info("extremal")
+    settings = info.settings({"area": 0.08, "iterations": 400})  # TorchRay's learning rate needs a few hundred
+    peer = info.peers[0]
+    theirs = peer.to_map(peer.build(planted, textured, 0, settings, None)(), settings)
+    ours = engines.explain(planted, textured, "extremal", target=0, **settings).map
+    for saliency in (ours[0], theirs[0]):
+        assert mass_inside(saliency, planted.region) > 5 * planted.region.mean().item()
+    assert torch.corrcoef(torch.stack([ours.flatten(), theirs.flatten()]))[0, 1] > 0.6
+
+
+def test_the_first_extremal_step_seeds_the_mask_by_the_rewards_gradient():
+    from engines.families.masks import seeded_parameters
+
+    gradient = torch.tensor([[[[0.0, 1.0], [3.0, -1.0]]], [[[2.0, 2.0], [2.0, 2.0]]]])
+    seeded = seeded_parameters(gradient)
+    torch.testing.assert_close(seeded[0, 0], torch.tensor([[0.625, 0.75], [1.0, 0.5]]))
+    torch.testing.assert_close(seeded[1], torch.full((1, 2, 2), 0.5))  # a flat gradient: no order, all 0.5

@@ -272,6 +272,25 @@ def test_pointing_game_tolerance_and_constant_maps():
     assert pointing_game(torch.ones(1, 9, 9), mask).tolist() == [False]  # a constant map points nowhere
 
 
+def test_the_tolerant_pointing_game_hits_within_the_euclidean_radius_of_a_hand_made_mask():
+    """A peak at distance d from the mask is a hit exactly when d <= tolerance (Euclidean, not a square)."""
+    mask = torch.zeros(31, 31, dtype=torch.bool)
+    mask[10:21, 10:21] = True  # an 11×11 square
+    for (row, col), distance in [((15, 24), 4.0), ((15, 25), 5.0), ((23, 23), 18**0.5), ((24, 24), 32**0.5)]:
+        saliency = torch.zeros(1, 31, 31)
+        saliency[0, row, col] = 1.0
+        for tolerance in (3, 4, 5, 6):
+            assert pointing_game(saliency, mask, tolerance=tolerance).item() == (distance <= tolerance), (row, col, tolerance)
+
+
+def test_the_pointing_tolerance_is_fifteen_pixels_at_224_scaled_with_the_image():
+    from engines.evaluation.metrics import pointing_tolerance
+
+    assert pointing_tolerance((224, 224)) == 15
+    assert pointing_tolerance((448, 300)) == 20
+    assert pointing_tolerance((64, 64)) == 4
+
+
 def test_an_empty_mask_is_refused():
     with pytest.raises(ValueError, match="mask"):
         relevance_mass(torch.rand(2, 4, 4), torch.zeros(2, 4, 4))

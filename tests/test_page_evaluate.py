@@ -229,3 +229,14 @@ def test_through_the_entry_point_the_switch_reaches_the_shared_sidebar():
     assert any("rather than “chelsea”" in i.value for i in at.info)
     at.switch_page("app_pages/explore.py").run()
     assert not at.exception and at.selectbox(key="sample").value == "camera"
+
+
+def test_asking_for_road_adds_its_two_aucs_and_curves_computed_by_road_curve(evaluate):
+    evaluate.multiselect(key="evaluate.methods").set_value(["gradient"]).run()
+    evaluate.checkbox(key="evaluate.road").check().run(timeout=TIMEOUT)
+    assert not evaluate.exception and not evaluate.error
+    table = auc_table(evaluate)
+    most, least = "ROAD AUC, most relevant first (↓ better)", "ROAD AUC, least relevant first (↑ better)"
+    assert most in table.columns and least in table.columns
+    assert 0 <= table[most][0] <= 0.9 and 0 <= table[least][0] <= 0.9
+    assert len(titled(evaluate, "ROAD: most")) == 1 and len(titled(evaluate, "ROAD: least")) == 1

@@ -1,5 +1,5 @@
 """Evaluate: how faithful are the chosen maps on the current image? Deletion and insertion
-curves (RISE), allegiance curves (black and white, Llorente et al.), the randomisation sanity
+curves (RISE), ROAD curves on request (Rong et al.), allegiance curves (black and white, Llorente et al.), the randomisation sanity
 check (Adebayo et al.) and the salient-region sufficiency test (after Thakur & Fischmeister).
 METHODS.md §2, §4–6."""
 
@@ -36,7 +36,13 @@ ALLEGIANCE_KINDS = {
     "allegiance_white": ("Allegiance AUC, white (↓ better)", "Allegiance: salient pixels set to white",
                          "top class kept (1) or lost (0)"),
 }
-KINDS = {**PROBABILITY_KINDS, **ALLEGIANCE_KINDS}
+ROAD_KINDS = {  # shown when asked for: each curve's imputation solves a sparse system, slower than a fill
+    "road_most": ("ROAD AUC, most relevant first (↓ better)", "ROAD: most relevant pixels imputed first",
+                  "probability of the class"),
+    "road_least": ("ROAD AUC, least relevant first (↑ better)", "ROAD: least relevant pixels imputed first",
+                   "probability of the class"),
+}
+KINDS = {**PROBABILITY_KINDS, **ROAD_KINDS, **ALLEGIANCE_KINDS}  # ROAD's curves are there only when asked for
 NEAR_TIE = 0.05  # top two classes closer than 5 points of probability: allegiance cannot separate methods
 # The sample the page starts on when the sidebar still shows its default (chelsea, where the
 # default model's top two classes are 37.0 % and 36.9 %). Measured by predicting every bundled
@@ -53,6 +59,9 @@ BETTER = {
     "insertion": "Higher is better: the class comes back fast when the map's top pixels return.",
     "allegiance_black": "Lower is better: blacking out the map's top pixels soon changes the top class.",
     "allegiance_white": "Lower is better: whitening the map's top pixels soon changes the top class.",
+    "road_most": "Lower is better: the class fades fast when the map's top pixels are imputed from their "
+                 "neighbours (no tell-tale black shape left behind).",
+    "road_least": "Higher is better: the class holds while the map's least relevant pixels are imputed.",
 }
 
 
@@ -143,6 +152,11 @@ with st.expander("Evaluation settings"):
         "Rank the pixels of signed maps by", RANKINGS, key=state.EVAL_RANKING,
         help="value: positive evidence first, negative last (as Captum and Quantus rank). magnitude: |map|, "
              "either sign first. Unsigned maps are never negative, so both rank them alike.")
+    with_road = st.checkbox(
+        "Add ROAD curves (remove and debias, Rong et al. 2022)", value=False, key=state.EVAL_ROAD,
+        help="Deletion with noisy linear imputation instead of a fill: removed pixels take the weighted mean of "
+             "their neighbours, so the curve does not reward maps for making odd-looking images. Slower: each "
+             "curve solves a sparse linear system (seconds per method on a CPU at 224²).")
 if not chosen:
     st.info("Pick at least one method above.")
     st.stop()
@@ -173,6 +187,11 @@ try:
             curves[name] = resources.evaluation_curves(
                 *key, x, results[name].map, name, method_json(name), target, ranking, steps, deletion_fill,
                 insertion_start)
+    if with_road:
+        with st.spinner("Imputing pixels for the ROAD curves…"):
+            for name in chosen:
+                curves[name] = {**curves[name], **resources.road_curves(
+                    *key, x, results[name].map, name, method_json(name), target, ranking)}
 except (ValueError, engines.OutOfMemory) as error:
     error_box("The curves", error)
 
@@ -189,6 +208,8 @@ st.caption(
     "Allegiance asks whether the clean image's top class survives when the most salient pixels turn black or "
     "white, on the fractions of Llorente et al. 2023 (its AUC is at most 0.9). Areas are trapezoids over the "
     "fraction of pixels."
+    + (" ROAD (Rong et al. 2022) removes pixels by noisy linear imputation instead of a fill, on the fractions "
+       "0–90 % (its AUC is at most 0.9)." if with_road else "")
 )
 
 
@@ -204,7 +225,7 @@ def curve_figures(kinds: dict[str, tuple[str, str, str]]) -> None:
                             key=f"evaluate.curve.{kind}")
 
 
-curve_figures(PROBABILITY_KINDS)
+curve_figures({**PROBABILITY_KINDS, **ROAD_KINDS})
 if near_tie:
     with st.expander("Allegiance curves (they cannot separate the methods on this image)"):
         curve_figures(ALLEGIANCE_KINDS)

@@ -1,8 +1,9 @@
 """One image's audit: its maps, their metrics by the engines' own functions, its files and record.
 
 `audit_image` explains one loaded image for the methods it still lacks, scores each map
-(deletion, insertion, allegiance to black and to white, and pointing game and relevance mass
-inside the mask where there is one), writes `maps/<image>/<method>.png` and `.npz`, and returns
+(deletion, insertion, ROAD most and least relevant first, allegiance to black and to white,
+and the pointing game, strict and with Zhang et al.'s tolerance, and relevance mass inside the
+mask where there is one), writes `maps/<image>/<method>.png` and `.npz`, and returns
 the image's record for `audit_report`. A method that fails (out of memory, its own error) is
 recorded with its error; the other methods go on.
 """
@@ -23,7 +24,15 @@ from PIL import Image
 from engines.audit import report
 from engines.audit.files import ImageFile, Loaded
 from engines.core.explain import Explanation, explain, explain_many, predict
-from engines.evaluation.metrics import allegiance_curve, deletion_curve, insertion_curve, pointing_game, relevance_mass
+from engines.evaluation.metrics import (
+    allegiance_curve,
+    deletion_curve,
+    insertion_curve,
+    pointing_game,
+    pointing_tolerance,
+    relevance_mass,
+)
+from engines.evaluation.road import road_curve
 from engines.models.catalogue import LoadedModel
 from engines.display.overlays import image_array, overlay_rgb
 
@@ -78,9 +87,13 @@ def score(loaded: LoadedModel, x: torch.Tensor, mask: Optional[torch.Tensor], re
         "target": int(result.target[0]),
         "deletion_auc": float(deletion_curve(loaded, x, saliency, steps=steps, fill="black").auc[0]),
         "insertion_auc": float(insertion_curve(loaded, x, saliency, steps=steps).auc[0]),
+        "road_most_auc": float(road_curve(loaded, x, saliency, "most").auc[0]),
+        "road_least_auc": float(road_curve(loaded, x, saliency, "least").auc[0]),
         "allegiance_black_auc": float(allegiance_curve(loaded, x, saliency, fill="black").auc[0]),
         "allegiance_white_auc": float(allegiance_curve(loaded, x, saliency, fill="white").auc[0]),
         "pointing_game": None if mask is None else bool(pointing_game(saliency, mask)[0]),
+        "pointing_game_tolerant": None if mask is None else bool(
+            pointing_game(saliency, mask, tolerance=pointing_tolerance(tuple(x.shape[2:])))[0]),
         "relevance_mass": None if mask is None else float(relevance_mass(saliency, mask)[0]),
         "seconds": result.seconds,
     }

@@ -19,9 +19,12 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-METRICS = ("deletion_auc", "insertion_auc", "allegiance_black_auc", "allegiance_white_auc", "pointing_game",
-           "relevance_mass")
-"""Metric columns, in table order: deletion and allegiance lower is better, the others higher."""
+METRICS = ("deletion_auc", "insertion_auc", "road_most_auc", "road_least_auc", "allegiance_black_auc",
+           "allegiance_white_auc", "pointing_game", "pointing_game_tolerant", "relevance_mass")
+"""Metric columns, in table order: deletion, ROAD most relevant first and allegiance lower is
+better, the others higher. The pointing games and relevance mass need a mask."""
+
+MASK_METRICS = ("pointing_game", "pointing_game_tolerant", "relevance_mass")
 
 COLUMNS = ("image", "method", "model", "predicted_class", "predicted_name", "probability", "target", *METRICS,
            "seconds", "curve_seconds", "error")
@@ -31,8 +34,10 @@ OUTPUTS = ("records", "maps", "run.json", "results.csv", "results.json", "summar
 """Everything the audit writes in its folder (and all that `--fresh` deletes)."""
 
 _HEADINGS = {"deletion_auc": "deletion AUC ↓", "insertion_auc": "insertion AUC ↑",
+             "road_most_auc": "ROAD MoRF ↓", "road_least_auc": "ROAD LeRF ↑",
              "allegiance_black_auc": "allegiance black ↓", "allegiance_white_auc": "allegiance white ↓",
-             "pointing_game": "pointing game ↑", "relevance_mass": "relevance mass ↑"}
+             "pointing_game": "pointing game ↑", "pointing_game_tolerant": "pointing game ±15 px@224 ↑",
+             "relevance_mass": "relevance mass ↑"}
 
 
 class RunDirError(ValueError):

@@ -6,9 +6,10 @@
 
 Every image under FOLDER (recursively; see `engines.audit_files`) is explained for its
 predicted class. Each map is scored by the deletion curve (to black) and the insertion curve
-(from a blurred start) over `--curve-steps` steps, the allegiance curve to black and to white
-(the paper's fractions), and, where `<stem>.mask.png` lies beside the image, the pointing game
-and relevance mass inside that mask (resized and cropped as the model crops the image).
+(from a blurred start) over `--curve-steps` steps, ROAD most and least relevant first (noisy
+linear imputation), the allegiance curve to black and to white (the paper's fractions), and,
+where `<stem>.mask.png` lies beside the image, the pointing game (strict and tolerant) and
+relevance mass inside that mask (resized and cropped as the model crops the image).
 
 DIR receives `maps/<image>/<method>.png` (the map over the image) and `.npz` (the raw map, the
 model input, the target and the settings), one record per image in `records/`, `results.csv`

@@ -311,10 +311,14 @@ def gradient_sum(
     target: torch.Tensor,
     weights: torch.Tensor,
     *,
+    transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     progress: Progress = None,
     partial: Optional[Callable[[int, torch.Tensor], None]] = None,
 ) -> torch.Tensor:
-    """`Σ_k weights[k] · ∂s_target(p_k)/∂p_k` over `count` points per image, shape `(N, C, H, W)`.
+    """`Σ_k weights[k] · T(∂s_target(p_k)/∂p_k)` over `count` points per image, shape `(N, C, H, W)`.
+
+    `transform` T is applied element-wise to each point's gradient before it is weighted and
+    summed (None: the identity; SmoothGrad's variants use `abs` and the square).
 
     `points(start, stop)` returns the points `start:stop` for every image, shape
     `(stop − start, N, C, H, W)`, and `shape` is `(N, C, H, W)`. SmoothGrad (noisy copies, equal weights) and integrated
@@ -334,8 +338,13 @@ def gradient_sum(
         x_leaf, logits = forward_with_graph(model, block.reshape(m * n, *block.shape[2:]))  # (m·N, K)
         cotangent = torch.zeros_like(logits)
         rows = torch.arange(m * n, device=device)
-        cotangent[rows, target.repeat(m)] = weights[start:stop].repeat_interleave(n).to(logits)
-        grads = backward(x_leaf, logits, cotangent, keep=False).reshape(m, n, *block.shape[2:])
+        if transform is None:  # the weights ride in the cotangent: one backward pass gives Σ w_k g_k
+            cotangent[rows, target.repeat(m)] = weights[start:stop].repeat_interleave(n).to(logits)
+            grads = backward(x_leaf, logits, cotangent, keep=False).reshape(m, n, *block.shape[2:])
+        else:  # T(g_k) first, then the weights
+            cotangent[rows, target.repeat(m)] = 1
+            grads = transform(backward(x_leaf, logits, cotangent, keep=False).reshape(m, n, *block.shape[2:]))
+            grads = grads * weights[start:stop].to(grads).reshape(m, 1, 1, 1, 1)
         total.add_(grads.sum(0, dtype=torch.float64))  # (N, C, H, W); float64 so chunking cannot change it
 
     def after(done: int, _: int) -> None:

@@ -6,7 +6,7 @@
   class survive when the most salient pixels are set to black or white?
 - `randomisation_check` (Adebayo et al., "Sanity checks for saliency maps", NeurIPS 2018):
   cascading model-parameter randomisation, with Spearman rank correlation and SSIM per step.
-- `pointing_game` (Zhang et al. 2016) and `relevance_mass` (Arras, Osman, Samek 2022) inside a
+- `pointing_game` (Zhang et al. 2016/2018; strict, or with their 15-pixel tolerance) and `relevance_mass` (Arras, Osman, Samek 2022) inside a
   known object mask.
 
 Every model pass goes through `engines.passes`; the shared model is never changed.
@@ -252,19 +252,34 @@ def _check_mask(mask: Any, saliency: torch.Tensor) -> torch.Tensor:
     return mask
 
 
+POINTING_TOLERANCE = 15
+"""Zhang et al.'s pointing-game tolerance: 15 pixels at 224² (`pointing_tolerance` scales it)."""
+
+
+def pointing_tolerance(size: tuple[int, int]) -> int:
+    """Zhang et al.'s 15-pixel tolerance at 224², scaled with the image's shorter side and
+    rounded: 15 at 224², 4 at 64², 0 below 8 pixels."""
+    return int(round(POINTING_TOLERANCE * min(size) / 224))
+
+
 def pointing_game(saliency_map: torch.Tensor, mask: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
-    """Pointing game (Zhang et al., "Top-down neural attention by excitation backprop", 2016):
-    `(N,)` bool, True where a pixel holding the map's largest value lies inside the object mask
-    (or within `tolerance` pixels of it; Zhang et al. used 15 at 224²; the default 0 is the exact
-    test). Ties for the maximum: a hit if any of them is inside. A constant map points nowhere:
-    a miss. The value, not the magnitude, is maximised: pass `map.abs()` for magnitudes.
+    """Pointing game (Zhang et al., "Top-down neural attention by excitation backprop", ECCV 2016
+    and IJCV 2018): `(N,)` bool, True where a pixel holding the map's largest value lies inside
+    the object mask, or within `tolerance` pixels of it (Euclidean distance between pixel
+    centres; Zhang et al. use 15 at 224², `pointing_tolerance(size)` scales it; the default 0
+    is the strict test). Ties for the maximum: a hit if any of them is inside. A constant map
+    points nowhere: a miss. The value, not the magnitude, is maximised: pass `map.abs()` for
+    magnitudes.
     """
     saliency = check_map(saliency_map, dtype=torch.float64)
     inside = _check_mask(mask, saliency)
     if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
         raise ValueError(f"tolerance must be an integer >= 0 (pixels); got {tolerance!r}")
     if tolerance:
-        inside = nn.functional.max_pool2d(inside[:, None].float(), 2 * tolerance + 1, 1, tolerance)[:, 0] > 0
+        offsets = torch.arange(-tolerance, tolerance + 1, dtype=torch.float64)
+        disc = (offsets[:, None] ** 2 + offsets[None] ** 2 <= tolerance**2).double()  # (2t+1, 2t+1)
+        reach = nn.functional.conv2d(inside[:, None].double(), disc[None, None].to(inside.device), padding=tolerance)
+        inside = reach[:, 0] > 0.5  # some mask pixel lies within the disc
     flat = saliency.flatten(1)
     peak = flat == flat.amax(dim=1, keepdim=True)  # (N, H·W)
     constant = flat.amax(dim=1) == flat.amin(dim=1)

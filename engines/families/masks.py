@@ -5,6 +5,9 @@
   calls OISE. Black-box: only the target's softmax probability is queried. Masks are upsampled
   exactly as RISE does (Petsiuk, Das, Saenko, BMVC 2018). Rebuilt as many chains side by side,
   so each step is one batched forward pass.
+* `rise`: RISE, Petsiuk, Das, Saenko, "RISE: Randomized input sampling for explanation of
+  black-box models" (BMVC 2018): the map is the mean of random smooth masks weighted by the
+  target's probability on the masked image. TorchRay's `rise` is its peer and test oracle.
 * `extremal`: gradient-based mask optimisation after Fong & Vedaldi, "Interpretable
   explanations of black boxes by meaningful perturbation" (ICCV 2017) and Fong, Patrick,
   Vedaldi, "Understanding deep networks via extremal perturbations and smooth masks" (ICCV
@@ -24,8 +27,10 @@ import torch.nn.functional as F
 from engines.core import passes
 from engines.core.explain import Context
 from engines.core.fills import blur
-from engines.core.registry import Param, Stage, register
+from engines.core.registry import Param, Peer, Stage, register
 
+RISE_BLOCK = 256  # masks made at once: memory stays 256 masks, whatever the number asked for
+RISE_REFERENCE = "Petsiuk, Das & Saenko, RISE, BMVC 2018 (TorchRay's rise)"
 OISE_REFERENCE = "Thakur & Fischmeister 2020, arXiv:2006.09504 (ICPR); RISE upsampling: Petsiuk et al. 2018"
 EXTREMAL_REFERENCE = "Fong & Vedaldi, ICCV 2017; Fong, Patrick & Vedaldi, ICCV 2019 (TorchRay extremal perturbation)"
 VARIANTS = ("preserve", "delete")
@@ -155,7 +160,9 @@ def _oise_plan(s: dict, k: int, hw: tuple[int, int]) -> list[Stage]:
     "the map counts how often each pixel was shown.",
     reference=OISE_REFERENCE,
     params=(
-        Param("queries", 256, "int", "Model queries per image (chains × steps; rounded down to a multiple of chains).",
+        # 512 by measurement (python -m engines.faithfulness.defaults; README "Defaults"): against 256 it
+        # points at the object in 88 % of shapes images instead of 58 %, with better ROAD both ways.
+        Param("queries", 512, "int", "Model queries per image (chains × steps; rounded down to a multiple of chains).",
               low=1, high=100_000, unit="forward passes"),
         Param("grid", 8, "int", "Mask grid size s: masks are s×s cells before upsampling.", low=2, high=64,
               unit="cells per side"),
@@ -216,6 +223,110 @@ def oise(ctx: Context, queries: int, grid: int, chains: int, seed: int, p_on: fl
         cells = flip_cells(cells, p, uniform)
         ctx.preview(lambda: oise_map(counts, kappa), step + 1, steps)  # the map of the counts so far
     return None, oise_map(counts, kappa), False
+
+
+# --------------------------------------------------------------------------- RISE
+
+
+def rise_cells(seed: int, count: int, grid: int, p_on: float, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """RISE's random grids `(count, 1, s, s)` (each cell on with probability `p_on`) and crop
+    shifts `(count, 2)`, drawn on the CPU from `seed`: the same masks on every device."""
+    generator = torch.Generator().manual_seed(seed)
+    cells = (torch.rand((count, 1, grid, grid), generator=generator) < p_on).float()  # (M, 1, s, s)
+    return cells, random_shifts(generator, count, rise_cell(grid, *size))  # (M, 2)
+
+
+def rise_masks(seed: int, count: int, grid: int, p_on: float, size: tuple[int, int]) -> torch.Tensor:
+    """RISE's random masks `(count, H, W)` in [0, 1] for a seed (Petsiuk et al. 2018): the grids of
+    `rise_cells` upsampled bilinearly and cropped at their random shifts (`rise_upsample`)."""
+    cells, shifts = rise_cells(seed, count, grid, p_on, size)
+    return rise_upsample(cells, size, shifts)[:, 0]  # (M, H, W)
+
+
+def _torchray_rise(model, x, target, settings, knob):
+    """TorchRay's `rise_class` made to compute our estimator: it masks its input by `x ⊙ M` and
+    scores `sigmoid(logits)`, so it is given `u = x − b` and a model `u ↦ logit(softmax(f(u + b)))`:
+    its `u ⊙ M + b` is our `x ⊙ M + b ⊙ (1 − M)` and its sigmoid our softmax probability. Its own
+    masks (it draws them itself) are used; the map is divided by p as ours is."""
+    from torchray.attribution.rise import rise_class
+
+    baseline = mean_colour(model, x)
+    shifted = _LogitOfProbability(model, baseline)
+    targets = torch.as_tensor(target).reshape(-1).expand(len(x)) if not isinstance(target, int) else [target] * len(x)
+    return lambda: rise_class(shifted, x - baseline, target=list(map(int, targets)), seed=settings["seed"],
+                              num_masks=settings["masks"], num_cells=settings["grid"], p=settings["p_on"],
+                              batch_size=knob or 32)
+
+
+class _LogitOfProbability(torch.nn.Module):
+    """`u ↦ log(p / (1 − p))` with `p = softmax(f(u + b))`: the score TorchRay's sigmoid turns back into p."""
+
+    def __init__(self, model: torch.nn.Module, baseline: torch.Tensor):
+        super().__init__()
+        self.model, self.baseline = model, baseline[:1]
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        p = self.model(u + self.baseline).float().softmax(dim=1).clamp(1e-12, 1 - 1e-7)
+        return torch.log(p) - torch.log1p(-p)
+
+
+@register(
+    "rise",
+    label="RISE (random masks)",
+    family="mask",
+    signed=False,
+    summary="Black-box: the average of many random smooth masks, each weighted by the class "
+    "probability of the image it leaves visible.",
+    reference=RISE_REFERENCE,
+    params=(
+        Param("masks", 1000, "int", "Random masks, one model query each.", low=1, high=100_000,
+              unit="forward passes"),
+        Param("grid", 7, "int", "Mask grid size s: masks are s×s cells before upsampling.", low=2, high=64,
+              unit="cells per side"),
+        Param("p_on", 0.5, "float", "Probability that a cell is on (shows the image).", low=0.01, high=1.0,
+              unit="probability"),
+        Param("seed", 0, "int", "Random seed of the masks and shifts.", low=0, high=2**31 - 1),
+    ),
+    plan=lambda s, k, hw: [Stage("forward", 1), Stage("forward", s["masks"])],
+    quick=lambda size: {"masks": 8},
+    peers=(Peer("torchray", "TorchRay rise", _torchray_rise, lambda out, s: out[:, 0] / s["p_on"],
+                knob="batch_size", default=32, candidates=lambda s: [8, 32, 128]),),
+)
+def rise(ctx: Context, masks: int, grid: int, p_on: float, seed: int) -> tuple:
+    """RISE (Petsiuk et al. 2018): `map = Σ_i f_c(x ⊙ M_i + b ⊙ (1 − M_i)) M_i / (N · p)` over
+    N = `masks` random masks `rise_masks(seed, …)` (grid s, cells on with probability p,
+    bilinear upsampling to (s+1)·⌈H/s⌉ and a random crop), f_c the target's softmax probability
+    and b the mean colour (`mean_colour`: masking to 0 in the model's normalised space, as the
+    authors' PyTorch code does). One batched pass over the masks, built chunk by chunk.
+
+    TorchRay's `rise` differs in its defaults and conventions, not its estimator: it upsamples
+    to H + ⌈H/s⌉ with reflecting edges, masks to 0 in its input space, scores the sigmoid of the
+    logits, and does not divide by p (its `p` is the probability of a cell being on, whatever
+    its docstring says). Given our masks (`filter_masks`) and the adapted model of the peer, it
+    computes our map times p exactly.
+    """
+    x = ctx.x
+    n, _, height, width = x.shape
+    check_grid(grid, height, width)
+    cells, shifts = rise_cells(seed, masks, grid, p_on, (height, width))
+    cells = cells.to(x.device)
+    baseline = mean_colour(ctx.model, x)  # (N, C, 1, 1)
+
+    index = ctx.target.to(x.device)[None, :, None]
+    saliency = torch.zeros((n, height, width), device=x.device)
+    for start in range(0, masks, RISE_BLOCK):  # each block of masks is made once, queried, then summed
+        stop = min(masks, start + RISE_BLOCK)
+        block = rise_upsample(cells[start:stop], (height, width), shifts[start:stop])[:, 0]  # (m, H, W)
+
+        def points(first: int, last: int) -> torch.Tensor:  # (k, N, C, H, W)
+            m = block[first:last, None, None]
+            return x[None] * m + baseline[None] * (1 - m)
+
+        logits = passes.forward_points(ctx.model, points, stop - start, tuple(x.shape),
+                                       progress=_progress_from(ctx.progress, start, masks))  # (m, N, L)
+        p = logits.float().softmax(dim=-1).gather(-1, index.to(logits.device).expand(stop - start, -1, 1))[..., 0]
+        saliency += torch.einsum("mn,mhw->nhw", p.to(block), block)
+    return None, saliency / (masks * p_on), False
 
 
 # --------------------------------------------------------------------------- extremal perturbation
@@ -286,6 +397,23 @@ def perturbed(x: torch.Tensor, blurred: torch.Tensor, mask: torch.Tensor, varian
     return m * x + (1 - m) * blurred
 
 
+def seeded_parameters(gradient: torch.Tensor) -> torch.Tensor:
+    """Starting mask parameters `(N, 1, h, w)` in [0.5, 1] ordered by the reward's gradient at
+    θ = 1: `0.5 + 0.5 · (g − min g) / (max g − min g)` per image (0.5 where g is constant).
+
+    Started from θ = 1 everywhere, the sorted-area penalty (whose gradient is ~250× the reward's
+    at the first step) sees only ties, so the order in which `sort` breaks them, the same for
+    every image, decides which pixels are pushed to 0 first; the mask then settles on the same
+    image-independent places. Seeding θ by the reward's own gradient breaks the ties by what
+    the model responds to (measured on 10 shapes test images: insertion AUC 0.76 → 0.84,
+    pointing game 0 % → 40 %, tolerant 0 % → 70 %, TorchRay's 150-iteration run: 0.89, 40 %, 70 %).
+    """
+    low = gradient.amin(dim=(1, 2, 3), keepdim=True)
+    spread = gradient.amax(dim=(1, 2, 3), keepdim=True) - low
+    scaled = torch.where(spread > 0, (gradient - low) / spread.clamp(min=torch.finfo(gradient.dtype).tiny), 0.0)
+    return 0.5 + 0.5 * scaled
+
+
 def _extremal_objective(
     target: torch.Tensor, variant: str, reference: torch.Tensor, weight: float, masks: dict
 ) -> Callable[..., torch.Tensor]:
@@ -298,6 +426,33 @@ def _extremal_objective(
         return (reward - weight * area_penalty(masks["mask"], reference)).sum()
 
     return objective
+
+
+def torchray_extremal_settings(size: tuple[int, int]) -> dict:
+    """TorchRay's mask geometry scaled from its 224² defaults to `(H, W)`: mask step 7 px and mask
+    smoothing σ 21 px, times min(H, W) / 224 (the step at least 1). Its blur (σ up to 20 px) is
+    not scaled: TorchRay has no setting for it."""
+    scale = min(size) / 224
+    return {"step": max(1, round(7 * scale)), "sigma": 21 * scale}
+
+
+def _torchray_extremal(model, x, target, settings, knob):
+    """TorchRay's `extremal_perturbation` on each image, at our area, variant and number of
+    iterations (its λ schedule, ×1.0035 per iteration, is then cut short where its default runs
+    800), with its own optimiser, flip jitter, blur pyramid and smooth-max mask, its mask geometry
+    scaled to the image."""
+    from torchray.attribution.extremal_perturbation import extremal_perturbation
+
+    geometry = torchray_extremal_settings(tuple(x.shape[2:]))
+    targets = [int(t) for t in torch.as_tensor(target).reshape(-1).expand(len(x))]
+
+    def call() -> torch.Tensor:
+        masks = [extremal_perturbation(model, x[i : i + 1], targets[i], areas=[settings["area"]],
+                                       variant=settings["variant"], max_iter=settings["iterations"],
+                                       **geometry)[0][:, 0] for i in range(len(x))]
+        return torch.cat(masks)  # (N, H, W)
+
+    return call
 
 
 @register(
@@ -317,12 +472,16 @@ def _extremal_objective(
     ),
     plan=lambda s, k, hw: [Stage("forward", 1), Stage("gradient", 1, repeats=s["iterations"])],
     quick=lambda size: {"iterations": 1},
+    peers=(Peer("torchray", "TorchRay extremal_perturbation", _torchray_extremal,
+                lambda out, s: out),),
 )
 def extremal(ctx: Context, area: float, iterations: int, variant: str) -> tuple:
     """Extremal perturbation (Fong & Vedaldi 2017; Fong, Patrick & Vedaldi 2019).
 
     A mask m = `smooth_mask(θ)` of θ on a coarse grid (`mask_step` pixels per cell, 28×28 at
-    224²), starting at θ = 1. Perturbed input: `m·x + (1 − m)·blur(x)` for preserve, the reverse
+    224²). The first step takes the gradient of the reward alone at θ = 1 and starts θ from it
+    (`seeded_parameters`: in [0.5, 1], ordered by that gradient), so the area penalty's ties are
+    broken by the model rather than by the sort; the remaining `iterations − 1` steps optimise. Perturbed input: `m·x + (1 − m)·blur(x)` for preserve, the reverse
     for delete (blur σ = 0.09 × the shorter side, pixel units). Maximised energy, as TorchRay:
     `±s_c(perturbed) − λ_t · mean((sort(m) − r)²)` with s_c the target logit (+ preserve,
     − delete) and r = ⌊(1 − area)·HW⌋ zeros then ones, so the mask is pushed to cover a fraction
@@ -350,10 +509,14 @@ def extremal(ctx: Context, area: float, iterations: int, variant: str) -> tuple:
         return perturbed(x, blurred, masks["mask"], variant)
 
     for t in range(iterations):
-        objective = _extremal_objective(target, variant, reference, AREA_WEIGHT * growth**t, masks)
+        weight = 0.0 if t == 0 else AREA_WEIGHT * growth**t  # step 0: the reward alone, to seed θ
+        objective = _extremal_objective(target, variant, reference, weight, masks)
         _, _, (gradient,) = passes.objective_gradient(ctx.model, (params,), build, objective)
-        velocity = MOMENTUM * velocity + (1 - MOMENTUM) * gradient
-        params = (params + LEARNING_RATE * velocity).clamp(0, 1)
+        if t == 0:
+            params = seeded_parameters(gradient)
+        else:
+            velocity = MOMENTUM * velocity + (1 - MOMENTUM) * gradient
+            params = (params + LEARNING_RATE * velocity).clamp(0, 1)
         masks.clear()
         if ctx.progress is not None:
             ctx.progress(t + 1, iterations)
