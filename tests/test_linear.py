@@ -1,4 +1,4 @@
-"""Linear maps (METHODS.md §1) against Captum and against the identities they must satisfy."""
+"""Linear maps (docs/methods.md §1) against Captum and against the identities they must satisfy."""
 
 from __future__ import annotations
 

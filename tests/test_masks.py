@@ -1,4 +1,4 @@
-"""Mask-optimised maps (METHODS.md §4): OISE and extremal perturbation, on models whose answer is known."""
+"""Mask-optimised maps (docs/methods.md §4): OISE and extremal perturbation, on models whose answer is known."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Curves and checks that judge maps (METHODS.md §2, §5, §6), against Quantus, scipy and
+"""Curves and checks that judge maps (docs/methods.md §2, §5, §6), against Quantus, scipy and
 scikit-image where they define the same thing, and against constructed models otherwise."""
 
 from __future__ import annotations

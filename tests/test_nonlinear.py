@@ -1,4 +1,4 @@
-"""Nonlinear maps (METHODS.md §3, our family after Rosenzweig et al.) against the identities
+"""Nonlinear maps (docs/methods.md §3, our family after Rosenzweig et al.) against the identities
 they must satisfy, with the model evaluated directly as the oracle."""
 
 from __future__ import annotations

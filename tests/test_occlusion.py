@@ -1,4 +1,4 @@
-"""Occlusion (METHODS.md §5): the sliding-window map, the live slider and its fills."""
+"""Occlusion (docs/methods.md §5): the sliding-window map, the live slider and its fills."""
 
 from __future__ import annotations
 

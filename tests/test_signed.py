@@ -1,4 +1,4 @@
-"""Signed maps (METHODS.md §2) against their formulas, computed from the full Jacobian."""
+"""Signed maps (docs/methods.md §2) against their formulas, computed from the full Jacobian."""
 
 from __future__ import annotations
 

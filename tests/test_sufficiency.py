@@ -1,4 +1,4 @@
-"""Salient-input reconstruction (METHODS.md §4): is the salient region sufficient for the class?"""
+"""Salient-input reconstruction (docs/methods.md §4): is the salient region sufficient for the class?"""
 
 from __future__ import annotations
 

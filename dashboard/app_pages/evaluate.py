@@ -1,7 +1,7 @@
 """Evaluate: how faithful are the chosen maps on the current image? Deletion and insertion
 curves (RISE), ROAD curves on request (Rong et al.), allegiance curves (black and white, Llorente et al.), the randomisation sanity
 check (Adebayo et al.) and the salient-region sufficiency test (after Thakur & Fischmeister).
-METHODS.md §2, §4–6."""
+docs/methods.md §2, §4–6."""
 
 from __future__ import annotations
 

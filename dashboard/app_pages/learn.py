@@ -1,7 +1,7 @@
 """Learn: a guided tour of what saliency maps say, in four steps on preset examples. The gradient
 is a tangent (a first-order view of the model); its sign says brighten or darken; on a saturated
 model it is blind while finite changes are not; and on images whose object mask is known we can
-check where a map points (METHODS.md §2, §3; relevance mass and the pointing game)."""
+check where a map points (docs/methods.md §2, §3; relevance mass and the pointing game)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Probe the nonlinearity: click a region and see how the model's score really responds when the
 region is brightened or darkened, against the straight line the gradient predicts. The
 nonlinearity map beside it shows, for every region, how far the two part: where the gradient
-misleads. Our nonlinear family, after Rosenzweig et al. (METHODS.md §3b)."""
+misleads. Our nonlinear family, after Rosenzweig et al. (docs/methods.md §3b)."""
 
 from __future__ import annotations
 

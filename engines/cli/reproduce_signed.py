@@ -3,7 +3,7 @@
 Llorente, Boal & Sánchez-Úbeda (arXiv:2309.12913) report that deleting the pixels ranked by the
 positive or active map to black breaks the prediction sooner (lower allegiance AUC) than the
 vanilla gradient map, and likewise negative/inactive with white. This command runs their
-protocol (METHODS.md §2: map once on the clean image, whole pixels set to black or white,
+protocol (docs/methods.md §2: map once on the clean image, whole pixels set to black or white,
 strictly above the threshold, zero-saliency pixels never deleted, the paper's uneven fraction
 grid, trapezoid AUC) on our from-scratch shapes CNN over its test images, with exact
 active/inactive maps (all 10 classes), and prints a Markdown table.

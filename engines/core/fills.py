@@ -2,7 +2,7 @@
 occlusion. All work in pixel units ([0, 1]), so black is 0 and white is 1.
 
 `fill_image(x, kind)` gives the baselines (`FILLS`); `occlusion_fill(x, kind, step, seed)` adds
-the occlusion panel's fills (`OCCLUSION_FILLS`, METHODS.md §5): seeded noise, and pixels made
+the occlusion panel's fills (`OCCLUSION_FILLS`, docs/methods.md §5): seeded noise, and pixels made
 darker or brighter by a step (the future work of Llorente et al. 2023, §2).
 """
 

@@ -1,8 +1,8 @@
-"""Curves and checks that judge a saliency map, METHODS.md §2, §5 and §6.
+"""Curves and checks that judge a saliency map, docs/methods.md §2, §5 and §6.
 
 - `deletion_curve`, `insertion_curve` (RISE: Petsiuk, Das, Saenko, BMVC 2018): the target's
   probability as the most salient pixels are removed, or inserted into a blurred start.
-- `allegiance_curve` (Llorente, Boal, Sánchez-Úbeda 2023, METHODS.md §2): does the predicted
+- `allegiance_curve` (Llorente, Boal, Sánchez-Úbeda 2023, docs/methods.md §2): does the predicted
   class survive when the most salient pixels are set to black or white?
 - `randomisation_check` (Adebayo et al., "Sanity checks for saliency maps", NeurIPS 2018):
   cascading model-parameter randomisation, with Spearman rank correlation and SSIM per step.
@@ -175,7 +175,7 @@ def insertion_curve(
 
 def strictly_above(saliency: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
     """Masks `(P, N, H·W)` of the pixels deleted at each fraction by the protocol of Llorente et
-    al. (METHODS.md §2): with k = floor(p · H·W), the threshold is the (k+1)-th largest value of
+    al. (docs/methods.md §2): with k = floor(p · H·W), the threshold is the (k+1)-th largest value of
     the map, and a pixel is deleted when its value is strictly above it and non-zero.
 
     Without ties that is exactly the k most salient pixels. Tie rule: pixels tied AT the
@@ -204,7 +204,7 @@ def allegiance_curve(
     seed: int = 0,
     progress: passes.Progress = None,
 ) -> Curve:
-    """The allegiance curve of Llorente et al. 2023 (METHODS.md §2), by their protocol.
+    """The allegiance curve of Llorente et al. 2023 (docs/methods.md §2), by their protocol.
 
     The map is computed once, on the clean image (the caller passes it). For each fraction p
     the pixels `strictly_above` the threshold of the floor(p · H·W) most salient are set, whole

@@ -1,4 +1,4 @@
-"""Is the salient region sufficient? Reconstruction of salient inputs, METHODS.md §4.
+"""Is the salient region sufficient? Reconstruction of salient inputs, docs/methods.md §4.
 
 After Thakur & Fischmeister, "A generalizable saliency map-based interpretation of model
 outcome" (arXiv:2006.09504, ICPR 2020), whose global view keeps the salient region of an image,

@@ -1,4 +1,4 @@
-"""Linear (tangent) maps, METHODS.md §1: the gradient family the papers argue against.
+"""Linear (tangent) maps, docs/methods.md §1: the gradient family the papers argue against.
 
 gradient (Simonyan et al. 2014), gradient × input (Shrikumar et al. 2016), SmoothGrad
 (Smilkov et al. 2017) and integrated gradients (Sundararajan et al. 2017). Each is a short

@@ -1,4 +1,4 @@
-"""Mask-optimised maps, METHODS.md §4: the mask is searched for, not derived from a gradient.
+"""Mask-optimised maps, docs/methods.md §4: the mask is searched for, not derived from a gradient.
 
 * `oise`: the adaptive mask sampling of Thakur & Fischmeister, "A generalizable saliency
   map-based interpretation of model outcome" (arXiv:2006.09504, ICPR 2020), which their code
@@ -177,7 +177,7 @@ def _oise_plan(s: dict, k: int, hw: tuple[int, int]) -> list[Stage]:
     quick=lambda size: {"queries": 8, "chains": 4},
 )
 def oise(ctx: Context, queries: int, grid: int, chains: int, seed: int, p_on: float, eta: float, kappa: float) -> tuple:
-    """OISE (Thakur & Fischmeister 2020, METHODS.md §4 steps 1–4), as K = `chains` chains.
+    """OISE (Thakur & Fischmeister 2020, docs/methods.md §4 steps 1–4), as K = `chains` chains.
 
     1. Each chain starts from an s×s binary grid, cells on with probability `p_on`.
     2. Step t: each grid is upsampled as RISE does (`rise_upsample`, a fresh random shift per

@@ -1,4 +1,4 @@
-"""Nonlinear maps, METHODS.md §3: our nonlinear family, after Rosenzweig, Cvetkovic & Rosenzweig,
+"""Nonlinear maps, docs/methods.md §3: our nonlinear family, after Rosenzweig, Cvetkovic & Rosenzweig,
 "When saliency goes off on a tangent: Interpreting deep neural networks with nonlinear saliency
 maps" (arXiv:2110.06639, 2021).
 

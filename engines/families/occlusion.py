@@ -1,4 +1,4 @@
-"""Occlusion, METHODS.md §5: what the model says when part of the image is hidden.
+"""Occlusion, docs/methods.md §5: what the model says when part of the image is hidden.
 
 - `occlusion` (registered method): the sliding-window sensitivity map of Zeiler & Fergus,
   "Visualizing and understanding convolutional networks" (ECCV 2014).

@@ -1,4 +1,4 @@
-"""Signed maps, METHODS.md §2, after Llorente, Boal & Sánchez-Úbeda, "A matter of attitude:
+"""Signed maps, docs/methods.md §2, after Llorente, Boal & Sánchez-Úbeda, "A matter of attitude:
 Focusing on positive and active gradients to boost saliency maps" (arXiv:2309.12913, 2023).
 
 With G = ∂s_c/∂x for the target class c (the predicted one by default) and g_k the gradient of

@@ -1,6 +1,6 @@
 """Small models built in code for teaching and tests: cases where the answer is known.
 
-`saturated_toy()` is METHODS.md §3's key demonstration case: a model saturated at its image x
+`saturated_toy()` is docs/methods.md §3's key demonstration case: a model saturated at its image x
 (its target logit sits on a flat plateau), so the gradient map is exactly zero, while a finite
 darkening of one known region moves the logit a lot. The gradient is blind there; the finite-
 difference (secant) and nonlinearity maps, our nonlinear family after Rosenzweig et al., find it.
