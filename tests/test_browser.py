@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,16 +30,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
-    """The dashboard served on 127.0.0.1 only, from a folder other than the repository root."""
+@contextlib.contextmanager
+def serving(script: str = str(ROOT / "dashboard" / "app.py"), *, cwd=None, env: dict | None = None) -> Iterator[str]:
+    """The dashboard served on 127.0.0.1 on a free port, from `cwd` (by default a folder other than
+    the repository root, so the shipped config is not read), until the block ends: its URL."""
     port = free_port()
     command = [
-        sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+        sys.executable, "-m", "streamlit", "run", script,
         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]
-    process = subprocess.Popen(command, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=cwd or "/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=None if env is None else {**os.environ, **env})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -56,6 +60,13 @@ def server():
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The dashboard served on 127.0.0.1 only, from a folder other than the repository root."""
+    with serving() as url:
+        yield url
 
 
 @pytest.fixture

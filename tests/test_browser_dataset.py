@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, ROOT, free_port, screenshot
+from test_browser import CHROMIUM, CHROMIUM_FLAGS, screenshot, serving
 
 from engines.audit import run as audit
 from engines.audit.reader import AUDITS_VARIABLE
@@ -27,30 +22,8 @@ def server(tmp_path_factory):
     shapes_test_set.main([str(images), "--count", "16"])
     assert audit.main([str(images), "--model", "shapes_cnn", "--device", "cpu", "--methods", "gradient,occlusion",
                        "--curve-steps", "8", "--workers", "0", "--out", str(root / "shapes")]) == 0
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.address",
-               "127.0.0.1", "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats",
-               "false", "--server.fileWatcherType", "none"]
-    process = subprocess.Popen(command, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env={**os.environ, AUDITS_VARIABLE: str(root)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the dashboard did not start within 120 s")
+    with serving(env={AUDITS_VARIABLE: str(root)}) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_the_data_set_page_shows_summary_distributions_extremes_and_clusters(server, tmp_path):

@@ -8,9 +8,6 @@ The server is started as the README says, from the repository root, so the shipp
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -19,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, ROOT, free_port, screenshot
+from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, ROOT, screenshot, serving
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
 
@@ -27,28 +24,8 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's ch
 @pytest.fixture(scope="module")
 def server():
     """The README's command, from the repository root, on a free port."""
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1",
-               "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the dashboard did not start within 120 s")
+    with serving("dashboard/app.py", cwd=ROOT) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture

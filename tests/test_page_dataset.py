@@ -140,3 +140,18 @@ def test_an_audit_reads_back_its_maps_and_ranks_by_each_metrics_direction(root):
     raw = np.load(root / "shapes" / "maps" / Path(rows[0]["image"]).stem / "gradient.npz")
     assert np.array_equal(saved.map, raw["map"]) and saved.image.shape == (64, 64, 3)
     assert saved.target == rows[0]["target"] and not saved.signed
+
+
+
+def test_every_audit_metric_has_a_direction_and_a_name_on_the_page():
+    """A metric the audit writes must be rankable (best first) and named on the Data set page."""
+    import ast
+    from pathlib import Path
+
+    import engines
+
+    assert set(engines.LOWER_IS_BETTER) == set(engines.AUDIT_METRICS)
+    page = Path(__file__).resolve().parent.parent / "dashboard" / "app_pages" / "dataset.py"
+    names = next(node.value for node in ast.parse(page.read_text()).body
+                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "METRIC_NAMES")
+    assert {k.value for k in names.keys} == set(engines.AUDIT_METRICS)

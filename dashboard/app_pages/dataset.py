@@ -20,8 +20,10 @@ import engines  # noqa: E402
 from dashboard import dataset_views, resources, state  # noqa: E402
 
 METRIC_NAMES = {"deletion_auc": "Deletion AUC", "insertion_auc": "Insertion AUC",
+                "road_most_auc": "ROAD AUC, most relevant first", "road_least_auc": "ROAD AUC, least relevant first",
                 "allegiance_black_auc": "Allegiance AUC, black", "allegiance_white_auc": "Allegiance AUC, white",
-                "pointing_game": "Pointing game", "relevance_mass": "Relevance mass"}
+                "pointing_game": "Pointing game", "pointing_game_tolerant": "Pointing game (15 px at 224²)",
+                "relevance_mass": "Relevance mass"}
 CLUSTER_CHOICES = ["auto", 2, 3, 4, 5, 6, 7, 8]
 EXAMPLES = 4  # example images per cluster
 

@@ -23,8 +23,9 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "audits"
 DEPTH = 3
 """Audit folders are looked for this many levels under the root."""
 
-LOWER_IS_BETTER = {"deletion_auc": True, "insertion_auc": False, "allegiance_black_auc": True,
-                   "allegiance_white_auc": True, "pointing_game": False, "relevance_mass": False}
+LOWER_IS_BETTER = {"deletion_auc": True, "insertion_auc": False, "road_most_auc": True, "road_least_auc": False,
+                   "allegiance_black_auc": True, "allegiance_white_auc": True, "pointing_game": False,
+                   "pointing_game_tolerant": False, "relevance_mass": False}
 """For each metric of `report.METRICS`: is a lower value the more faithful (or better localised) map?"""
 
 

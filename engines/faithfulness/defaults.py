@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-import torch
 
 from engines.core.explain import explain, predict
 from engines.faithfulness import data
