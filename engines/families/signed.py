@@ -64,33 +64,21 @@ def negative(ctx: Context) -> tuple:
     return kept, kept.amax(dim=1), False
 
 
-@register(
-    "active",
-    label="Active gradient",
-    family="signed",
-    signed=False,
-    summary="Where brightening a pixel raises the class more than any rival: its lead grows.",
-    reference=REFERENCE,
-    params=(RIVALS,),
-    plan=_rival_plan,
-    shares_gradient=True,
-    quick=lambda size: {"rivals": 2},
-    live=True,
+_RIVAL_RECORD = dict(
+    family="signed", signed=False, reference=REFERENCE, params=(RIVALS,), plan=_rival_plan, shares_gradient=True,
+    quick=lambda size: {"rivals": 2}, live=True,
 )
-def active(ctx: Context, rivals: Optional[int]) -> tuple:
-    """G where G > g_k for every rival k (strictly), else 0; map = max over channels of |·|."""
-    g = ctx.gradient()
-    upper, _ = ctx.rival_bounds(rivals, _partial(ctx, lambda bounds: _active_map(g, bounds[0])))
-    kept = torch.where(g > upper, g, torch.zeros_like(g))
-    return kept, kept.abs().amax(dim=1), False
+"""What active and inactive share in their records: they differ only in which side of the rivals they keep."""
 
 
-def _active_map(g: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    return torch.where(g > upper, g, torch.zeros_like(g)).abs().amax(dim=1)
+def _above(g: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """G where G > every rival's gradient (strictly), else 0."""
+    return torch.where(g > upper, g, torch.zeros_like(g))
 
 
-def _inactive_map(g: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
-    return torch.where(g < lower, g, torch.zeros_like(g)).abs().amax(dim=1)
+def _below(g: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+    """G where G < every rival's gradient (strictly), else 0."""
+    return torch.where(g < lower, g, torch.zeros_like(g))
 
 
 def _partial(ctx: Context, make):
@@ -98,25 +86,32 @@ def _partial(ctx: Context, make):
     strongest rivals, which decide most pixels, come first); None when nobody asks for them."""
     if not ctx.previewing:
         return None
-    return lambda bounds, done, total: ctx.preview(lambda: make(bounds), done, total)
+    return lambda bounds, done, total: ctx.preview(lambda: make(bounds).abs().amax(dim=1), done, total)
+
+
+@register(
+    "active",
+    label="Active gradient",
+    summary="Where brightening a pixel raises the class more than any rival: its lead grows.",
+    **_RIVAL_RECORD,
+)
+def active(ctx: Context, rivals: Optional[int]) -> tuple:
+    """G where G > g_k for every rival k (strictly), else 0; map = max over channels of |·|."""
+    g = ctx.gradient()
+    upper, _ = ctx.rival_bounds(rivals, _partial(ctx, lambda bounds: _above(g, bounds[0])))
+    kept = _above(g, upper)
+    return kept, kept.abs().amax(dim=1), False
 
 
 @register(
     "inactive",
     label="Inactive gradient",
-    family="signed",
-    signed=False,
     summary="Where darkening a pixel lowers the class less than any rival: its lead grows.",
-    reference=REFERENCE,
-    params=(RIVALS,),
-    plan=_rival_plan,
-    shares_gradient=True,
-    quick=lambda size: {"rivals": 2},
-    live=True,
+    **_RIVAL_RECORD,
 )
 def inactive(ctx: Context, rivals: Optional[int]) -> tuple:
     """G where G < g_k for every rival k (strictly), else 0; map = max over channels of |·|."""
     g = ctx.gradient()
-    _, lower = ctx.rival_bounds(rivals, _partial(ctx, lambda bounds: _inactive_map(g, bounds[1])))
-    kept = torch.where(g < lower, g, torch.zeros_like(g))
+    _, lower = ctx.rival_bounds(rivals, _partial(ctx, lambda bounds: _below(g, bounds[1])))
+    kept = _below(g, lower)
     return kept, kept.abs().amax(dim=1), False
