@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def throwaway(monkeypatch):
+def throwaway():
     import throwaway_method  # noqa: F401  (registers it, once per process)
 
     if throwaway_method.NAME not in engines.methods():  # an earlier test unregistered it

@@ -5,12 +5,13 @@ registered before the contract tests are collected."""
 
 from __future__ import annotations
 
+import engines
 from engines.core.explain import Context
 from engines.core.registry import Param, Stage, register
 
 NAME = "throwaway"
 
-if NAME not in __import__("engines").methods():
+if NAME not in engines.methods():
 
     @register(
         NAME,

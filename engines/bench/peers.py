@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from engines.core.registry import Peer, method_info
+from engines.core.registry import Peer, method_info, method_names
 
 
 def reference(method: str, settings: dict, size: tuple[int, int]) -> Optional[Peer]:
@@ -26,6 +26,4 @@ def reference(method: str, settings: dict, size: tuple[int, int]) -> Optional[Pe
 
 def any_available() -> bool:
     """Whether any registered method has an installed peer."""
-    from engines.core.registry import method_names
-
     return any(p.available() for name in method_names() for p in method_info(name).peers)
