@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import types
 
 import pytest
 import torch
@@ -148,3 +149,72 @@ def test_within_a_session_a_map_without_a_first_picture_goes_first():
     waiting = [Ticket("A", 1, False, 0), Ticket("A", 2, False, 1, eager=True), Ticket("B", 1, False, 2)]
     assert pick(waiting, {"A": 3, ("A", 1): 1, ("A", 2): 3, "B": 2}).session == "B"  # sessions still take turns
     assert pick(waiting, {"A": 1, ("A", 1): 0, ("A", 2): 1, "B": 2}).stream == 2
+
+
+def test_a_streams_follow_up_goes_ahead_of_its_sessions_other_streams_but_not_other_sessions():
+    """Building the preview of the chunk a stream just ran ("prompt") is not held back a whole
+    round of its session's turns; other sessions and short calls keep their places."""
+    waiting = [Ticket("A", 1, False, 0, eager=True), Ticket("A", 2, False, 1, eager=True),
+               Ticket("A", 3, False, 2, prompt=True)]
+    served = {"A": 4, ("A", 1): 1, ("A", 2): 2, ("A", 3): 4}
+    assert pick(waiting, served).stream == 3  # served most recently, and still first
+    other = Ticket("B", 1, False, 3)
+    assert pick(waiting + [other], {**served, "B": 2}).session == "B"
+    short = Ticket("C", None, True, 4)
+    assert pick(waiting + [short], served) is short
+
+
+def test_a_prompt_request_is_granted_before_its_sessions_earlier_streams():
+    the_lane = Lane("test")
+    held = the_lane.hold()
+    with lane.session("holder"):
+        held.__enter__()
+    the_lane.log = []
+    first = _queue(the_lane, "A", 1)
+    before = the_lane.waiting()
+
+    def follow_up() -> None:
+        with lane.session("A", 2), lane.prompt(), the_lane.hold():
+            pass
+
+    thread = threading.Thread(target=follow_up, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30  # a guard against a hang, not a timing assertion
+    while the_lane.waiting() == before and time.monotonic() < deadline:
+        time.sleep(0.001)
+    held.__exit__(None, None, None)
+    for t in (first, thread):
+        t.join(30)
+    assert [stream for _, stream, _ in the_lane.log] == [2, 1]
+
+
+def test_a_map_without_a_picture_cuts_its_chunks_shorter_than_the_others(monkeypatch):
+    """While someone waits, an eager map's chunk takes EAGER_SECONDS of work, a map with a
+    picture CHUNK_SECONDS: with 1 s per item known, 0.5 s gives one item, 3.5 s three."""
+
+    class Count(nn.Module):
+        def __init__(self, sizes):
+            super().__init__()
+            self.fc, self.sizes = nn.Linear(12, 3), sizes
+
+        def forward(self, x):
+            self.sizes.append(len(x))
+            return self.fc(x.flatten(1))
+
+    x = torch.rand(12, 3, 2, 2)
+    monkeypatch.setattr(lane, "CHUNK_SECONDS", 3.5)
+    monkeypatch.setattr(lane, "EAGER_SECONDS", 0.5)
+    monkeypatch.setattr(Lane, "contended", lambda self: True)
+    clock = types.SimpleNamespace(perf_counter=iter(range(10_000)).__next__)  # each reading 1 s after the last
+    monkeypatch.setattr(passes, "time", clock)
+    for eager, expected in ((True, 1), (False, 3)):
+        sizes: list[int] = []
+        model = Count(sizes).eval().requires_grad_(False)
+        key = passes._key(model, "forward", tuple(x.shape[1:]))
+        passes.TUNER._trials.setdefault(model, {})[key] = passes._Trial(best=8, settled=True, rate=1.0)
+        token = lane.set_eager(eager)
+        try:
+            passes.forward(model, x)
+        finally:
+            lane.reset_eager(token)
+        assert sizes[0] == expected

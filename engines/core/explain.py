@@ -318,7 +318,7 @@ class _Previews:
         if self.last is not None and (now - self.last < max(PREVIEW_SECONDS, self.cost * (1 / PREVIEW_SHARE - 1))
                                       or not _BUDGET.allows(now)):
             return
-        with lane.hold(self.ctx.device), torch.no_grad():
+        with lane.prompt(), lane.hold(self.ctx.device), torch.no_grad():  # before the session's next chunk
             saliency = make()
         lane.set_eager(False)  # a first picture is on screen: back to plain turns
         self.cost = 0.0

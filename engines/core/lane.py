@@ -10,10 +10,14 @@ turns, one chunk at a time, and chooses whose turn it is:
 * **fair between sessions**: among the rest, the session served least recently goes next
   (sessions never served yet in the order they arrived), so a session's long job never runs
   whole while another waits; within a session, its streams (the methods of one call) take
-  turns the same way, those whose map has shown no first picture yet going first;
+  turns the same way, those whose map has shown no first picture yet going first, and a
+  stream's own follow-up (`prompt()`: building the preview of the chunk it just ran) ahead of
+  its session's other streams, so a picture is not held back a whole round of turns;
 * **short chunks while anyone waits**: `contended()` tells the chunk tuner to cut its next
   chunk to about `CHUNK_SECONDS` of device time, so a waiting slider is answered quickly (also
-  for `INTERACTIVE_SECONDS` after a short call, when the next one is probably coming).
+  for `INTERACTIVE_SECONDS` after a short call, when the next one is probably coming); a
+  map that has shown no picture yet cuts its chunks to `EAGER_SECONDS` while others wait, so
+  every map of a panel shows its first picture early.
 
 A session is a hashable key (`session(key)`); by default it is the calling thread, which is
 what a Streamlit session's script thread is. The lane is re-entrant for the thread that holds
@@ -35,17 +39,22 @@ import torch
 
 from engines.core import runtime
 
-CHUNK_SECONDS = 0.25
-"""While anyone waits for the lane, a chunk is cut to about this much device time."""
+CHUNK_SECONDS = 0.2
+"""While anyone waits for the lane, a chunk is cut to about this much device time (a short call
+then waits at most about this long, and its own pass fits in the rest of 0.3 s)."""
 INTERACTIVE_SECONDS = 2.0
 """A lane that served a short call this recently counts as contended: a person moving a slider
 sends the next call a moment after the last one answered, and must not find a long chunk in
 the way when it comes."""
+EAGER_SECONDS = 0.1
+"""While anyone waits, a chunk of a map that has shown no picture yet is cut to about this much
+device time: a panel of several maps takes one such chunk of each before any shows a picture."""
 
 _session: contextvars.ContextVar[Optional[Hashable]] = contextvars.ContextVar("engines_lane_session", default=None)
 _stream: contextvars.ContextVar[Hashable] = contextvars.ContextVar("engines_lane_stream", default=None)
 _urgent: contextvars.ContextVar[bool] = contextvars.ContextVar("engines_lane_urgent", default=False)
 _eager: contextvars.ContextVar[bool] = contextvars.ContextVar("engines_lane_eager", default=False)
+_prompt: contextvars.ContextVar[bool] = contextvars.ContextVar("engines_lane_prompt", default=False)
 
 
 def set_eager(value: bool) -> contextvars.Token:
@@ -56,6 +65,22 @@ def set_eager(value: bool) -> contextvars.Token:
 
 def reset_eager(token: contextvars.Token) -> None:
     _eager.reset(token)
+
+
+def is_eager() -> bool:
+    """Whether the calling code's chunks belong to a map that has shown no picture yet."""
+    return _eager.get()
+
+
+@contextlib.contextmanager
+def prompt() -> Iterator[None]:
+    """Inside this block the caller's requests go ahead of its session's other streams (not of
+    other sessions, nor of short calls): the follow-up of a chunk it has just run."""
+    token = _prompt.set(True)
+    try:
+        yield
+    finally:
+        _prompt.reset(token)
 
 
 @contextlib.contextmanager
@@ -103,19 +128,20 @@ class Ticket:
     arrival: int
     granted: bool = field(default=False)
     eager: bool = False
+    prompt: bool = False
 
 
 def pick(waiting: list[Ticket], served: dict[Hashable, int]) -> Ticket:
     """The ticket to serve next: urgent ones first; then the session served least recently
-    (never served: -1); within it, streams whose map has shown no picture yet ("eager") first,
-    then the stream served least recently, then arrival order.
+    (never served: -1); within it, a stream's follow-up ("prompt") first, then streams whose map
+    has shown no picture yet ("eager"), then the stream served least recently, then arrival order.
 
     `served` maps a session, and a `(session, stream)` pair, to the number of its last grant.
     """
     return min(
         waiting,
-        key=lambda t: (not t.urgent, served.get(t.session, -1), not t.eager, served.get((t.session, t.stream), -1),
-                       t.arrival),
+        key=lambda t: (not t.urgent, served.get(t.session, -1), not t.prompt, not t.eager,
+                       served.get((t.session, t.stream), -1), t.arrival),
     )
 
 
@@ -169,7 +195,7 @@ class Lane:
             else:
                 reentered = False
                 ticket = Ticket(current_session(), current_stream(), is_urgent(), next(self._arrivals),
-                                eager=_eager.get())
+                                eager=_eager.get(), prompt=_prompt.get())
                 if self._holder is None and not self._waiting:
                     self._grant(ticket)
                 else:

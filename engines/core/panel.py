@@ -16,7 +16,7 @@ FIRST_SCREEN: dict[str, dict] = {
     "positive": {},
     "active": {"rivals": 9},
     "secant": {"patch": 32},
-    "oise": {"queries": 96},
+    "oise": {"queries": 96, "chains": 8},  # 8 masks a step: its first picture after 8 passes, not 16
     "occlusion": {"window": 48, "stride": 32},
     "grad_cam": {},
 }

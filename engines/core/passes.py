@@ -154,7 +154,8 @@ class ChunkTuner:
         `work` must process items `start:stop` and accept any split. Each chunk runs holding the
         model's device's lane and is timed inside it, so the time measured is this chunk's alone
         however many sessions wait; while any wait, the chunk is cut to about
-        `lane.CHUNK_SECONDS` (such a cut chunk teaches the tuner nothing). `progress(stop,
+        `lane.CHUNK_SECONDS` (`lane.EAGER_SECONDS` for a map with no picture yet; such a cut
+        chunk teaches the tuner nothing). `progress(stop,
         total)` is called after each chunk, outside the lane.
         """
         trial = self._trials.setdefault(model, {}).setdefault(key, _Trial())
@@ -165,7 +166,8 @@ class ChunkTuner:
                 planned = max(1, min(cap, trial.best if trial.settled else trial.next))
                 size = planned
                 if lane.lane_for(device).contended() and trial.rate > 0:
-                    size = max(1, min(planned, int(lane.CHUNK_SECONDS / trial.rate)))
+                    seconds = lane.EAGER_SECONDS if lane.is_eager() else lane.CHUNK_SECONDS
+                    size = max(1, min(planned, int(seconds / trial.rate)))
                 stop = min(total, start + size)
                 began = time.perf_counter()
                 try:

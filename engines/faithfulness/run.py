@@ -12,7 +12,9 @@ scored by `engines.faithfulness.scoring.score_maps`: deletion, insertion and ROA
 every image, and on the shapes test set (which has object masks) the pointing game, strict and
 tolerant, and relevance mass. Image sets: the shapes test set on the shapes CNN, and views of the
 shipped photos (`data.photo_views`) on EfficientNet-Lite0. Every score is reported as mean ±
-standard error over the images, with the time per map; one markdown table per family and image
+standard error over the images, with the time per map (the process's CPU seconds on the one
+thread `--threads` leaves by default: the work each map costs, which another program on the
+machine cannot inflate, and which a run paused with SIGSTOP keeps); one markdown table per family and image
 set, then a verdict per family: does our best map match or beat the best peer's on insertion
 and ROAD within one standard error, at no more than the peer's time?
 
@@ -35,6 +37,7 @@ import torch
 from engines.cli.settings import parse_settings
 from engines.core.explain import explain, predict
 from engines.core.registry import method_info, method_names
+from engines.core.runtime import set_threads
 from engines.evaluation.road import ROAD_FRACTIONS
 from engines.faithfulness import data
 from engines.faithfulness.scoring import HEADINGS, LOWER_IS_BETTER, METRICS, mean_and_error, score_maps
@@ -76,9 +79,9 @@ def score_method(model, images: data.ImageSet, method: str, settings: dict, *, s
             x = x_all[i : i + 1]
             try:
                 call = map_call(model, x, int(targets[i]), method, settings, peer)
-                began = time.perf_counter()
+                began = time.process_time()
                 maps.append(call().cpu())
-                seconds.append(time.perf_counter() - began)
+                seconds.append(time.process_time() - began)
             except Exception as error:  # a peer refusing an input: counted, the others go on
                 errors += 1
                 maps.append(None)
@@ -175,6 +178,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=32, help="points of the deletion and insertion curves")
     parser.add_argument("--no-photo-road", action="store_true", help="leave ROAD out on photos (its slowest part)")
     parser.add_argument("--photo-model", default="efficientnet_lite0")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1, so CPU seconds per map are the map's work)")
     parser.add_argument("--json", default="", help="write the results here")
     parser.add_argument("--markdown", default="", help="write the tables here")
     return parser.parse_args(argv)
@@ -182,6 +187,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    set_threads(max(1, args.threads))
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     families = [f for f in args.families.split(",") if f]
     methods = [m for m in args.methods.split(",") if m] or [
