@@ -97,8 +97,15 @@ class _Trial:
     next: int = 1
     settled: bool = False
     warmed: set = field(default_factory=set)
+    timings: dict = field(default_factory=dict)
+    """Size → seconds per item of its timed chunks so far (a size is judged on the fastest of
+    `TIMINGS`, so one chunk slowed by another program does not end the trial)."""
     rate: float = 0.0
     """Seconds per item of the latest chunk (in the lane, so other sessions' work is not in it)."""
+
+
+TIMINGS = 2
+"""Timed chunks per size in a trial; the fastest counts."""
 
 
 class ChunkTuner:
@@ -107,9 +114,10 @@ class ChunkTuner:
     For a new key (model, device, input shape, kind of pass) jobs try growing chunk sizes
     (1, 2, 4, ...) on their own real items, timing each full chunk; the first chunk of a new
     size only warms it up (a new shape's first pass allocates and plans, and is slow), the next
-    one is timed. The trial goes on across jobs until a size is more than 10 % slower per item
-    than the best, or the cap is reached, and then the best size is used for every later job
-    with that key. Sizes are capped by a
+    ones are timed, `TIMINGS` chunks of each, and the fastest of them counts (a chunk that
+    another process slowed says little; the fastest is the size's own cost). The trial goes on
+    across jobs until a size is more than 10 % slower per item than the best, or the cap is
+    reached, and then the best size is used for every later job with that key. Sizes are capped by a
     memory budget; running out of memory halves the size and settles on the smaller one.
     """
 
@@ -189,7 +197,10 @@ class ChunkTuner:
             trial.rate = elapsed / (stop - start)
             if not trial.settled and size == planned and stop - start == size:
                 if size in trial.warmed:
-                    self._learn(trial, size, elapsed / size, cap)
+                    timed = trial.timings.setdefault(size, [])
+                    timed.append(elapsed / size)
+                    if len(timed) >= TIMINGS:
+                        self._learn(trial, size, min(timed), cap)
                 else:
                     trial.warmed.add(size)
             start = stop
