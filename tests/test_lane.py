@@ -189,8 +189,9 @@ def test_a_prompt_request_is_granted_before_its_sessions_earlier_streams():
 
 
 def test_a_map_without_a_picture_cuts_its_chunks_shorter_than_the_others(monkeypatch):
-    """While someone waits, an eager map's chunk takes EAGER_SECONDS of work, a map with a
-    picture CHUNK_SECONDS: with 1 s per item known, 0.5 s gives one item, 3.5 s three."""
+    """An eager map's chunk takes EAGER_SECONDS of work whether or not anyone waits; while
+    someone waits, a map with a picture takes CHUNK_SECONDS, and alone its tuned size: with 1 s
+    per item known, 0.5 s gives one item, 3.5 s three, the tuned size eight."""
 
     class Count(nn.Module):
         def __init__(self, sizes):
@@ -204,10 +205,12 @@ def test_a_map_without_a_picture_cuts_its_chunks_shorter_than_the_others(monkeyp
     x = torch.rand(12, 3, 2, 2)
     monkeypatch.setattr(lane, "CHUNK_SECONDS", 3.5)
     monkeypatch.setattr(lane, "EAGER_SECONDS", 0.5)
-    monkeypatch.setattr(Lane, "contended", lambda self: True)
+    waiting = [True]
+    monkeypatch.setattr(Lane, "contended", lambda self: waiting[0])
     clock = types.SimpleNamespace(perf_counter=iter(range(10_000)).__next__)  # each reading 1 s after the last
     monkeypatch.setattr(passes, "time", clock)
-    for eager, expected in ((True, 1), (False, 3)):
+    for eager, contended, expected in ((True, True, 1), (True, False, 1), (False, True, 3), (False, False, 8)):
+        waiting[0] = contended
         sizes: list[int] = []
         model = Count(sizes).eval().requires_grad_(False)
         key = passes._key(model, "forward", tuple(x.shape[1:]))

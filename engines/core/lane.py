@@ -16,8 +16,8 @@ turns, one chunk at a time, and chooses whose turn it is:
 * **short chunks while anyone waits**: `contended()` tells the chunk tuner to cut its next
   chunk to about `CHUNK_SECONDS` of device time, so a waiting slider is answered quickly (also
   for `INTERACTIVE_SECONDS` after a short call, when the next one is probably coming); a
-  map that has shown no picture yet cuts its chunks to `EAGER_SECONDS` while others wait, so
-  every map of a panel shows its first picture early.
+  map that has shown no picture yet cuts its chunks to `EAGER_SECONDS`, so every map of a
+  panel shows its first picture early.
 
 A session is a hashable key (`session(key)`); by default it is the calling thread, which is
 what a Streamlit session's script thread is. The lane is re-entrant for the thread that holds
@@ -47,8 +47,8 @@ INTERACTIVE_SECONDS = 2.0
 sends the next call a moment after the last one answered, and must not find a long chunk in
 the way when it comes."""
 EAGER_SECONDS = 0.1
-"""While anyone waits, a chunk of a map that has shown no picture yet is cut to about this much
-device time: a panel of several maps takes one such chunk of each before any shows a picture."""
+"""A chunk of a map that has shown no picture yet (previews asked for) is cut to about this much
+device time: a panel of several maps takes one such chunk of each before the last shows a picture."""
 
 _session: contextvars.ContextVar[Optional[Hashable]] = contextvars.ContextVar("engines_lane_session", default=None)
 _stream: contextvars.ContextVar[Hashable] = contextvars.ContextVar("engines_lane_stream", default=None)

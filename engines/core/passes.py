@@ -162,8 +162,9 @@ class ChunkTuner:
         `work` must process items `start:stop` and accept any split. Each chunk runs holding the
         model's device's lane and is timed inside it, so the time measured is this chunk's alone
         however many sessions wait; while any wait, the chunk is cut to about
-        `lane.CHUNK_SECONDS` (`lane.EAGER_SECONDS` for a map with no picture yet; such a cut
-        chunk teaches the tuner nothing). `progress(stop,
+        `lane.CHUNK_SECONDS`, and the chunks of a map that has shown no preview yet are cut to
+        `lane.EAGER_SECONDS` whether or not anyone waits (such a cut chunk teaches the tuner
+        nothing). `progress(stop,
         total)` is called after each chunk, outside the lane.
         """
         trial = self._trials.setdefault(model, {}).setdefault(key, _Trial())
@@ -173,8 +174,11 @@ class ChunkTuner:
             with lane.hold(device):
                 planned = max(1, min(cap, trial.best if trial.settled else trial.next))
                 size = planned
-                if lane.lane_for(device).contended() and trial.rate > 0:
-                    seconds = lane.EAGER_SECONDS if lane.is_eager() else lane.CHUNK_SECONDS
+                if lane.is_eager():  # a map with no picture yet: a short first chunk, whoever waits
+                    seconds = lane.EAGER_SECONDS
+                else:
+                    seconds = lane.CHUNK_SECONDS if lane.lane_for(device).contended() else None
+                if seconds is not None and trial.rate > 0:
                     size = max(1, min(planned, int(seconds / trial.rate)))
                 stop = min(total, start + size)
                 began = time.perf_counter()
