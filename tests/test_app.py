@@ -59,6 +59,8 @@ def test_the_first_screen_has_a_map_of_every_family(app):
         assert bool(app.pills(key=f"methods.{family}").value) == (family != "surrogate"), family
     assert app.number_input(key="setting.secant.patch").value == engines.FIRST_SCREEN["secant"]["patch"]
     assert "cat" in app.selectbox(key="target").format_func(app.selectbox(key="target").value)
+    headings = [app.pills(key=f"methods.{family}").label for family in engines.method_families()]
+    assert "Class activation maps (CAM)" in headings and "Mask-optimised maps" in headings
 
 
 def test_one_method_of_each_family_gives_maps(app):

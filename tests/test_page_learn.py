@@ -33,6 +33,7 @@ def tour():
             "metrics": {m.label: m.value for m in at.metric},
             "captions": [c.value for c in at.caption],
             "markdown": " ".join(m.value for m in at.markdown),
+            "opacity": at.session_state[state.LEARN_OPACITY],
         }
     return shown
 
@@ -72,3 +73,8 @@ def test_a_smaller_step_on_the_plateau_leaves_the_secant_blind_too():
     assert not at.exception
     metrics = {m.label: float(m.value) for m in at.metric}
     assert math.isclose(metrics["Secant: largest value"], 0.0, abs_tol=1e-9)
+
+
+def test_the_tour_starts_at_the_dashboards_default_opacity(tour):
+    """The same opacity as the Explore page's overlays, which leaves the image visible."""
+    assert tour[0]["opacity"] == state.DEFAULTS[state.OPACITY] < 0.75

@@ -34,6 +34,9 @@ with right:
 
 # ---------------------------------------------------------------- methods and settings
 st.subheader("Methods")
+FAMILY_HEADINGS = {"linear": "Linear maps", "signed": "Signed maps", "nonlinear": "Nonlinear maps",
+                   "mask": "Mask-optimised maps", "occlusion": "Occlusion maps", "cam": "Class activation maps (CAM)",
+                   "surrogate": "Surrogate models (LIME, SHAP)"}
 by_family: dict[str, list[str]] = {}
 for name in engines.methods():
     by_family.setdefault(engines.method_info(name).family, []).append(name)
@@ -44,7 +47,7 @@ for family, members in by_family.items():
     key = f"{state.METHODS}.{family}"
     if key not in st.session_state:  # a link may have set it already
         st.session_state[key] = starting.get(family, [])
-    chosen += st.pills(f"{family.capitalize()} maps", members, selection_mode="multi",
+    chosen += st.pills(FAMILY_HEADINGS.get(family, f"{family.capitalize()} maps"), members, selection_mode="multi",
                        format_func=lambda n: engines.method_info(n).label, key=key) or []
 # Maps on a layer (CAM) need hooks, which a TorchScript model cannot take: say so where they would be.
 layered = [m for m in chosen if any(p.kind == "layer" for p in engines.method_info(m).params)]

@@ -30,7 +30,7 @@ TOY_SPAN, TOY_POINTS = 0.5, 21  # the toy's response curve: t in [−0.5, 0.5], 
 GROUND_TRUTH_METHODS = ("gradient", "integrated_gradients", "positive")
 
 # Keep the tour's settings while a step that does not draw their widget is shown.
-for key, default in ((state.LEARN_OPACITY, 0.75), (state.LEARN_EPSILON, 0.1)):
+for key, default in ((state.LEARN_OPACITY, state.DEFAULTS[state.OPACITY]), (state.LEARN_EPSILON, 0.1)):
     st.session_state[key] = st.session_state.get(key, default)
 
 
