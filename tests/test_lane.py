@@ -19,12 +19,14 @@ from engines.core import lane, passes
 from engines.core.lane import Lane, Ticket, pick
 
 
-def _queue(the_lane: Lane, session, stream=None, urgent=False) -> threading.Thread:
-    """Starts a thread that asks for the lane as `session`/`stream`, and returns once it waits."""
+def _queue(the_lane: Lane, session, stream=None, urgent=False, prompt=False) -> threading.Thread:
+    """Starts a thread that asks for the lane as `session`/`stream` (a short call if `urgent`, a
+    follow-up if `prompt`), and returns once it waits."""
     before = the_lane.waiting()
 
     def ask() -> None:
-        with lane.session(session, stream), (lane.urgent() if urgent else contextlib.nullcontext()), the_lane.hold():
+        with lane.session(session, stream), (lane.urgent() if urgent else contextlib.nullcontext()), \
+                (lane.prompt() if prompt else contextlib.nullcontext()), the_lane.hold():
             pass
 
     thread = threading.Thread(target=ask, daemon=True)
@@ -171,17 +173,7 @@ def test_a_prompt_request_is_granted_before_its_sessions_earlier_streams():
         held.__enter__()
     the_lane.log = []
     first = _queue(the_lane, "A", 1)
-    before = the_lane.waiting()
-
-    def follow_up() -> None:
-        with lane.session("A", 2), lane.prompt(), the_lane.hold():
-            pass
-
-    thread = threading.Thread(target=follow_up, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30  # a guard against a hang, not a timing assertion
-    while the_lane.waiting() == before and time.monotonic() < deadline:
-        time.sleep(0.001)
+    thread = _queue(the_lane, "A", 2, prompt=True)
     held.__exit__(None, None, None)
     for t in (first, thread):
         t.join(30)
