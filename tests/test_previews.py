@@ -19,6 +19,7 @@ LONG = {
     "gradient_flow": {"steps": 6, "step_size": 0.05},
     "oise": {"queries": 32, "chains": 4},
     "extremal": {"iterations": 6},
+    "rise": {"masks": 24},
     "occlusion": {"window": 2, "stride": 2},
 }
 

@@ -304,6 +304,8 @@ def rise(ctx: Context, masks: int, grid: int, p_on: float, seed: int) -> tuple:
     logits, and does not divide by p (its `p` is the probability of a cell being on, whatever
     its docstring says). Given our masks (`filter_masks`) and the adapted model of the peer, it
     computes our map times p exactly.
+
+    Previews: the same sum over the masks queried so far, divided by their number.
     """
     x = ctx.x
     n, _, height, width = x.shape
@@ -322,10 +324,17 @@ def rise(ctx: Context, masks: int, grid: int, p_on: float, seed: int) -> tuple:
             m = block[first:last, None, None]
             return x[None] * m + baseline[None] * (1 - m)
 
+        def scored(logits: torch.Tensor) -> torch.Tensor:  # (k, N, L) → Σ_i f_c(masked_i) M_i, (N, H, W)
+            p = logits.float().softmax(dim=-1).gather(-1, index.to(logits.device).expand(len(logits), -1, 1))[..., 0]
+            return torch.einsum("mn,mhw->nhw", p.to(block), block[: len(logits)])
+
+        def partial(done: int, logits: torch.Tensor, first: int = start) -> None:  # preview: the masks so far
+            ctx.preview(lambda: (saliency + scored(logits)) / ((first + done) * p_on), first + done, masks)
+
         logits = passes.forward_points(ctx.model, points, stop - start, tuple(x.shape),
-                                       progress=_progress_from(ctx.progress, start, masks))  # (m, N, L)
-        p = logits.float().softmax(dim=-1).gather(-1, index.to(logits.device).expand(stop - start, -1, 1))[..., 0]
-        saliency += torch.einsum("mn,mhw->nhw", p.to(block), block)
+                                       progress=_progress_from(ctx.progress, start, masks),
+                                       partial=partial if ctx.previewing else None)  # (m, N, L)
+        saliency += scored(logits)
     return None, saliency / (masks * p_on), False
 
 
