@@ -130,6 +130,29 @@ def test_out_of_range_settings_are_refused_by_the_widgets(app):
     assert samples.min == 1 and samples.max == 1000
 
 
+def test_on_a_busy_server_the_first_screen_still_starts_by_itself_but_other_maps_wait(monkeypatch):
+    """At 3 s a map the first screen (24 s) passes the 10 s limit of other selections but starts
+    by itself, refining in place; four more maps of the same cost (12 s) still wait for a click."""
+    from dashboard import resources
+
+    resources._map_store.clear()
+    monkeypatch.setattr(models.LoadedModel, "estimate_seconds", lambda self, cost: 3.0)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception and not any("Not computed yet" in i.value for i in at.info)
+    assert len(charts(at)) == 1 + len(engines.FIRST_SCREEN)
+    at.pills(key="methods.linear").set_value(["gradient", "integrated_gradients", "smoothgrad"])
+    at.pills(key="methods.mask").set_value(["oise", "rise", "extremal"])
+    at.pills(key="methods.surrogate").set_value(["lime"]).run()
+    assert any("Not computed yet: SmoothGrad, RISE" in i.value for i in at.info), [i.value for i in at.info]
+    assert len(charts(at)) == 1 + len(engines.FIRST_SCREEN)
+    at.pills(key="methods.linear").set_value(["gradient", "integrated_gradients"])
+    at.pills(key="methods.mask").set_value(["oise"])
+    at.pills(key="methods.surrogate").set_value([]).run()
+    at.number_input(key="setting.integrated_gradients.steps").set_value(64).run()  # 3 s, not the first screen's
+    assert not at.info and len(charts(at)) == 1 + len(engines.FIRST_SCREEN)
+
+
 def test_slow_maps_wait_for_a_click_and_then_appear(monkeypatch):
     from dashboard import resources
 

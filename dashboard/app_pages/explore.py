@@ -81,6 +81,7 @@ if not chosen:
 
 # (Comments, not docstrings: Streamlit's magic would print a bare string on the page.)
 AUTO_SECONDS = 10.0  # maps expected to take longer wait for a click, so a change never freezes the page
+FIRST_SCREEN_SECONDS = 30.0  # ... except the first screen's own maps, which refine in place, up to this
 CANCELLABLE_SECONDS = 2.0  # runs expected to take longer show a Cancel button beside their progress bar
 
 settings_json = json.dumps(settings, sort_keys=True)
@@ -88,7 +89,11 @@ key = (selection.model_name, selection.device, selection.digest)
 todo = resources.missing_maps(*key, tuple(chosen), settings_json, target)
 estimate = sum(loaded.estimate_seconds(engines.method_info(m).cost(settings[m], len(classes), tuple(x.shape[-2:])))
                for m in todo)
-run = bool(todo) and estimate <= AUTO_SECONDS
+# The first screen's own maps, at its settings, start by themselves up to FIRST_SCREEN_SECONDS: on a
+# busy server their estimate may pass AUTO_SECONDS, but they show previews within a second or so.
+first_screen = set(todo) <= set(engines.FIRST_SCREEN) and all(
+    settings[m].get(k) == v for m in todo for k, v in engines.first_screen_settings(m, size).items())
+run = bool(todo) and estimate <= (FIRST_SCREEN_SECONDS if first_screen else AUTO_SECONDS)
 notice = st.empty()  # what is not computed yet and the Compute button; cleared once a run is done
 if todo and not run:
     labels = ", ".join(engines.method_info(m).label for m in todo)
