@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from typing import Optional
 
 import pytest
 import torch
@@ -139,28 +140,35 @@ def test_objective_gradient_differentiates_the_leaves_not_the_weights(smooth_mod
     assert all(p.grad is None for p in smooth_model.parameters())
 
 
-def test_one_chunk_slowed_by_another_program_does_not_end_the_trial(smooth_model):
-    """Size 4 is the fastest per item, but its first timed chunk is slowed 10× (as by another
-    process): the tuner judges each size on the fastest of its timed chunks and still finds 4."""
-    clock = [0.0]
-    per_item = {1: 1.0, 2: 0.6, 4: 0.5, 8: 0.9}
-    spikes = {4: [10.0]}  # the first timed chunk of 4 (after its warm-up) is ten times slower
+def _tuned(model, per_item: dict, cap: int, jobs: int, slow_once: Optional[int] = None) -> Optional[int]:
+    """The size a fresh tuner settles on when a chunk of size s costs `per_item[s]` × s seconds
+    on a fake clock (the first timed chunk of size `slow_once`, after its warm-up, ten times that)."""
+    clock, seen = [0.0], {}
 
     def work(a, b):
         size = b - a
-        cost = per_item.get(size, 2.0) * size
-        if size == 4 and work.seen_four == 1 and spikes[4]:
-            cost *= spikes[4].pop()
-        work.seen_four += size == 4
-        clock[0] += cost
+        seen[size] = seen.get(size, 0) + 1
+        clock[0] += per_item.get(size, 2.0) * size * (10 if size == slow_once and seen[size] == 2 else 1)
 
-    work.seen_four = 0
     tuner = passes.ChunkTuner()
     original = passes.time
     passes.time = types.SimpleNamespace(perf_counter=lambda: clock[0])
     try:
-        for _ in range(6):
-            tuner.run(smooth_model, ("noisy",), 16, 8, work)
+        for _ in range(jobs):
+            tuner.run(model, ("fake clock",), 64, cap, work)
     finally:
         passes.time = original
-    assert tuner.chosen(smooth_model, ("noisy",)) == 4
+    return tuner.chosen(model, ("fake clock",))
+
+
+def test_one_chunk_slowed_by_another_program_does_not_end_the_trial(smooth_model):
+    """Size 4 is the fastest per item, but its first timed chunk is slowed 10× (as by another
+    process): the tuner judges each size on the fastest of its timed chunks and still finds 4."""
+    assert _tuned(smooth_model, {1: 1.0, 2: 0.6, 4: 0.5, 8: 0.9, 16: 1.0}, 16, 8, slow_once=4) == 4
+
+
+def test_one_slower_size_between_faster_ones_does_not_end_the_trial(smooth_model):
+    """Per-item cost is not convex (measured on the shapes CNN: 8 beat 16, 32 beat 16 again): one
+    size slower than the best does not stop the search; two in a row do."""
+    assert _tuned(smooth_model, {1: 2.5, 2: 1.8, 4: 1.75, 8: 1.5, 16: 1.7, 32: 1.2}, 32, 12) == 32
+    assert _tuned(smooth_model, {1: 2.5, 2: 1.8, 4: 1.0, 8: 1.5, 16: 1.7, 32: 0.5}, 32, 12) == 4

@@ -97,6 +97,8 @@ class _Trial:
     next: int = 1
     settled: bool = False
     warmed: set = field(default_factory=set)
+    worse: int = 0
+    """Sizes in a row, since the best, that were more than 10 % slower per item than it."""
     timings: dict = field(default_factory=dict)
     """Size → seconds per item of its timed chunks so far (a size is judged on the fastest of
     `TIMINGS`, so one chunk slowed by another program does not end the trial)."""
@@ -106,6 +108,8 @@ class _Trial:
 
 TIMINGS = 2
 """Timed chunks per size in a trial; the fastest counts."""
+PATIENCE = 2
+"""Sizes in a row slower than the best that end a trial."""
 
 
 class ChunkTuner:
@@ -116,7 +120,8 @@ class ChunkTuner:
     size only warms it up (a new shape's first pass allocates and plans, and is slow), the next
     ones are timed, `TIMINGS` chunks of each, and the fastest of them counts (a chunk that
     another process slowed says little; the fastest is the size's own cost). The trial goes on
-    across jobs until a size is more than 10 % slower per item than the best, or the cap is
+    across jobs until `PATIENCE` sizes in a row are each more than 10 % slower per item than the
+    best (per-item cost is not convex: on a small CNN 8 items beat 16, and 32 beat 16 again), or the cap is
     reached, and then the best size is used for every later job with that key. Sizes are capped by a
     memory budget; running out of memory halves the size and settles on the smaller one.
     """
@@ -213,10 +218,12 @@ class ChunkTuner:
     @staticmethod
     def _learn(trial: _Trial, size: int, rate: float, cap: int) -> None:
         if rate < trial.best_rate:
-            trial.best, trial.best_rate = size, rate
+            trial.best, trial.best_rate, trial.worse = size, rate, 0
         elif rate > 1.1 * trial.best_rate:
-            trial.settled = True
-            return
+            trial.worse += 1
+            if trial.worse >= PATIENCE:
+                trial.settled = True
+                return
         trial.next = size * 2
         trial.settled = trial.next > cap
 
