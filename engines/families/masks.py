@@ -343,7 +343,7 @@ def rise(ctx: Context, masks: int, grid: int, p_on: float, seed: int) -> tuple:
 LEARNING_RATE = 0.05  # on mask parameters in [0, 1], per unit of the objective's gradient
 MOMENTUM = 0.9  # TorchRay's SGD: momentum = dampening = 0.9
 AREA_WEIGHT = 300.0  # TorchRay's initial weight of the area term ...
-AREA_WEIGHT_GROWTH = 1.0035**800  # ... which grows ×16.4 over the run (TorchRay: ×1.0035 per iteration, 800 iterations)
+AREA_WEIGHT_GROWTH = 1.0035  # ... which grows ×1.0035 per iteration (TorchRay's; ×1.69 over 150 iterations)
 BLUR_FRACTION = 0.09  # σ of the blurred image, × the shorter side (TorchRay: σ = 20 px at 224²)
 MASK_CELLS = 28  # the mask grid has about this many cells along the shorter side
 
@@ -494,8 +494,10 @@ def extremal(ctx: Context, area: float, iterations: int, variant: str) -> tuple:
     for delete (blur σ = 0.09 × the shorter side, pixel units). Maximised energy, as TorchRay:
     `±s_c(perturbed) − λ_t · mean((sort(m) − r)²)` with s_c the target logit (+ preserve,
     − delete) and r = ⌊(1 − area)·HW⌋ zeros then ones, so the mask is pushed to cover a fraction
-    `area` of the pixels. λ grows geometrically from 300 to 300 × 1.0035^800 ≈ 4900 over the
-    run (TorchRay's schedule, compressed to `iterations`). Update: SGD ascent with momentum
+    `area` of the pixels. λ grows geometrically from 300 by ×1.0035 per iteration (TorchRay's
+    schedule; to about 510 at the default 150 iterations: compressing TorchRay's 800-iteration
+    growth into 150 held every mask to exactly `area`, which cost insertion 0.868 → 0.851 and
+    ROAD LeRF 0.727 → 0.709 on 24 shapes test images). Update: SGD ascent with momentum
     0.9 and dampening 0.9 (TorchRay's), learning rate 0.05 (TorchRay's 0.01 is tuned for 800
     iterations), θ clamped to [0, 1] after each step. TorchRay's flip jitter is left out: it
     assumes a mirror-symmetric model. Deterministic. The map is the final mask `(N, H, W)` in
@@ -510,7 +512,6 @@ def extremal(ctx: Context, area: float, iterations: int, variant: str) -> tuple:
     reference = area_reference(height * width, area, x.device)
     params = torch.ones((n, 1, math.ceil(height / step), math.ceil(width / step)), device=x.device)
     velocity = torch.zeros_like(params)
-    growth = AREA_WEIGHT_GROWTH ** (1.0 / iterations)
     masks: dict[str, torch.Tensor] = {}
 
     def build(theta: torch.Tensor) -> torch.Tensor:
@@ -518,7 +519,7 @@ def extremal(ctx: Context, area: float, iterations: int, variant: str) -> tuple:
         return perturbed(x, blurred, masks["mask"], variant)
 
     for t in range(iterations):
-        weight = 0.0 if t == 0 else AREA_WEIGHT * growth**t  # step 0: the reward alone, to seed θ
+        weight = 0.0 if t == 0 else AREA_WEIGHT * AREA_WEIGHT_GROWTH**t  # step 0: the reward alone, to seed θ
         objective = _extremal_objective(target, variant, reference, weight, masks)
         _, _, (gradient,) = passes.objective_gradient(ctx.model, (params,), build, objective)
         if t == 0:
