@@ -15,7 +15,8 @@ Three tables, all in one process, on EfficientNet-Lite0:
   calls as were answered, at their idle median) over the wall time of the K at once (the panels'
   share alone, without the slider's work, is shown beside it);
   the slider's latency p50/p95 is compared with its p50 on an otherwise idle machine; every
-  session's maps are compared with the serial run's.
+  session's maps are compared with the serial run's, each relative to its own largest value
+  (`SAME_TOLERANCE`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ from engines.families.occlusion import occlude
 from engines.models.catalogue import load_model
 
 IMAGES = ("chelsea", "coffee", "astronaut", "rocket", "camera")
+SAME_TOLERANCE = 1e-3
+"""Largest |Δ| between a map computed beside other sessions and the same map computed alone,
+over that map's largest value, that still counts as the same map. Sessions at once cut chunks
+differently, and oneDNN's CPU kernels round differently for different batch sizes: integrated
+gradients on chelsea computed in chunks of 1 and of 2, 3 or 16 path points differ by 7e-4 of the
+map's largest value at one pixel (a ReLU gate flipping), serially, with nothing else running."""
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -174,8 +181,9 @@ def shared_server(loaded, images: dict[str, torch.Tensor], counts: list[int], sl
         wall = time.perf_counter() - began
         slider.halt.set()
         slider.join()
-        difference = max(float((maps[n][m] - reference[n][m]).abs().max()) for n in chosen for m in maps[n])
-        scale = max(float(reference[n][m].abs().max()) for n in chosen for m in reference[n])
+        relative = {f"{n}/{m}": float((maps[n][m] - reference[n][m]).abs().max())
+                    / max(float(reference[n][m].abs().max()), 1e-12) for n in chosen for m in maps[n]}
+        worst = max(relative, key=relative.get)
         panels = sum(serial[n] for n in chosen)
         slider_work = len(slider.latencies) * idle_p50  # the slider's calls, as long as each takes alone
         serial_total = panels + slider_work
@@ -184,7 +192,8 @@ def shared_server(loaded, images: dict[str, torch.Tensor], counts: list[int], sl
             "wall": wall, "throughput": serial_total / wall, "panels_throughput": panels / wall,
             "slider_p50": statistics.median(slider.latencies), "slider_p95": _percentile(slider.latencies, 0.95),
             "slider_calls": len(slider.latencies), "idle_p50": idle_p50,
-            "max_difference": difference, "largest_value": scale, "finished": finished,
+            "relative_difference": relative[worst], "worst_map": worst, "differences": relative,
+            "finished": finished,
         })
     return {"idle_p50": idle_p50, "idle_calls": len(idle.latencies), "serial": serial, "rows": rows}
 
@@ -216,17 +225,17 @@ def markdown(result: dict) -> str:
     shared = result.get("shared")
     if shared:
         lines += ["| sessions at once | serial: panels + slider | at once | throughput ÷ serial | panels alone ÷ serial | "
-                  "slider p50 | slider p95 | p95 − idle p50 | max \\|Δ\\| vs serial | targets |",
+                  "slider p50 | slider p95 | p95 − idle p50 | largest \\|Δ\\| vs serial (÷ the map's largest value) | targets |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in shared["rows"]:
             gap = r["slider_p95"] - shared["idle_p50"]
             marks = [f"{'✓' if r['throughput'] >= 0.9 else '✗'} ≥ 0.9×",
                      f"{'✓' if gap <= 0.3 else '✗'} p95 ≤ idle p50 + 0.3 s",
-                     f"{'✓' if r['max_difference'] <= 1e-4 * max(r['largest_value'], 1e-12) else '✗'} same maps"]
+                     f"{'✓' if r['relative_difference'] <= SAME_TOLERANCE else '✗'} same maps"]
             lines.append(f"| {r['sessions']} | {_ms(r['serial_panels'])} + {_ms(r['slider_work'])} | {_ms(r['wall'])} | "
                          f"{r['throughput']:.2f}× | {r['panels_throughput']:.2f}× | "
                          f"{_ms(r['slider_p50'])} | {_ms(r['slider_p95'])} | {gap * 1000:+.0f} ms | "
-                         f"{r['max_difference']:.1e} | {', '.join(marks)} |")
+                         f"{r['relative_difference']:.1e} ({r['worst_map']}) | {', '.join(marks)} |")
         lines.append(f"\nSlider alone on the idle machine: p50 {_ms(shared['idle_p50'])} "
                      f"over {shared['idle_calls']} calls.")
     return "\n".join(lines)
