@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -128,3 +129,29 @@ def test_pick_a_sample_then_occlude_live_in_a_real_browser(page, tmp_path):
     assert metric.inner_text() != before and "%" in metric.inner_text()
     assert "Traceback" not in page.inner_text("body")
     screenshot(page, tmp_path, "occlusion")
+
+
+def test_cancel_stops_a_run_keeps_nothing_and_does_not_start_it_again(page, tmp_path):
+    """A map estimated at about 5 s starts by itself with a Cancel button; pressing Cancel stops
+    it, keeps nothing, says so, and does not start it again by itself: the Compute button is
+    back and no progress bar or Cancel button follows."""
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6", timeout=240_000)
+    sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+    pass_ms = float(re.search(r"one forward \+ backward pass ≈ (\d+) ms", sidebar).group(1))
+    samples = max(30, round(5000 / pass_ms))  # SmoothGrad costs about one pass per sample: about 5 s
+    page.get_by_role("button", name="SmoothGrad", exact=True).click()
+    page.get_by_text("SmoothGrad settings").click()
+    box = page.locator('[data-testid="stNumberInput"]').filter(has_text="samples").locator("input")
+    box.fill(str(samples))
+    box.press("Enter")
+    cancel = page.get_by_role("button", name="Cancel")
+    cancel.wait_for(timeout=60_000)
+    cancel.click()
+    page.get_by_text("Cancelled: nothing of that run was kept").wait_for(timeout=120_000)
+    page.wait_for_timeout(3000)  # a run started again would show its bar and button by now
+    assert page.get_by_text("Not computed yet: SmoothGrad").count() == 1
+    assert page.get_by_role("button", name="Cancel").count() == 0
+    assert page.get_by_role("button", name="Compute").count() == 1
+    assert page.locator('[data-testid="stProgress"]').count() == 0
+    assert "Traceback" not in page.inner_text("body")
+    screenshot(page, tmp_path, "cancelled")

@@ -93,12 +93,13 @@ estimate = sum(loaded.estimate_seconds(engines.method_info(m).cost(settings[m], 
 # busy server their estimate may pass AUTO_SECONDS, but they show previews within a second or so.
 first_screen = set(todo) <= set(engines.FIRST_SCREEN) and all(
     settings[m].get(k) == v for m in todo for k, v in engines.first_screen_settings(m, size).items())
-run = bool(todo) and estimate <= (FIRST_SCREEN_SECONDS if first_screen else AUTO_SECONDS)
+cancelled = bool(st.session_state.get(state.CANCEL))  # this rerun comes from the Cancel button: start nothing
+run = bool(todo) and not cancelled and estimate <= (FIRST_SCREEN_SECONDS if first_screen else AUTO_SECONDS)
 notice = st.empty()  # what is not computed yet and the Compute button; cleared once a run is done
 if todo and not run:
     labels = ", ".join(engines.method_info(m).label for m in todo)
     with notice.container():
-        if st.session_state.get(state.CANCEL):
+        if cancelled:
             st.warning("Cancelled: nothing of that run was kept. The maps below were computed before.")
         st.info(f"Not computed yet: {labels}. About {estimate:.0f} s on {loaded.device}.")
         run = st.button(f"Compute (about {estimate:.0f} s)", key=state.COMPUTE, type="primary")
