@@ -199,7 +199,8 @@ def test_a_map_without_a_picture_cuts_its_chunks_shorter_than_the_others(monkeyp
     monkeypatch.setattr(lane, "EAGER_SECONDS", 0.5)
     waiting = [True]
     monkeypatch.setattr(Lane, "contended", lambda self: waiting[0])
-    clock = types.SimpleNamespace(perf_counter=iter(range(10_000)).__next__)  # each reading 1 s after the last
+    readings = iter(range(10_000))  # each reading 1 s after the last
+    clock = types.SimpleNamespace(perf_counter=readings.__next__, process_time=lambda: 0.0)
     monkeypatch.setattr(passes, "time", clock)
     for eager, contended, expected in ((True, True, 1), (True, False, 1), (False, True, 3), (False, False, 8)):
         waiting[0] = contended

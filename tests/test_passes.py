@@ -45,8 +45,10 @@ def test_tuner_prefers_the_size_that_is_fastest_per_item(smooth_model):
     tuner = passes.ChunkTuner()
     cost_per_call = {1: 0.004, 2: 0.005, 4: 0.006, 8: 0.030}  # per-item best at 4
 
-    def work(a, b):
-        time.sleep(cost_per_call[b - a] if b - a in cost_per_call else 0.05)
+    def work(a, b):  # busy, not asleep: the tuner counts a CPU chunk's CPU seconds
+        end = time.process_time() + (cost_per_call[b - a] if b - a in cost_per_call else 0.05)
+        while time.process_time() < end:
+            pass
 
     for _ in range(6):  # two timed chunks of each size, after a warm-up one
         tuner.run(smooth_model, ("sleep",), 15, 8, work)
@@ -152,7 +154,7 @@ def _tuned(model, per_item: dict, cap: int, jobs: int, slow_once: Optional[int] 
 
     tuner = passes.ChunkTuner()
     original = passes.time
-    passes.time = types.SimpleNamespace(perf_counter=lambda: clock[0])
+    passes.time = types.SimpleNamespace(perf_counter=lambda: clock[0], process_time=lambda: clock[0])
     try:
         for _ in range(jobs):
             tuner.run(model, ("fake clock",), 64, cap, work)

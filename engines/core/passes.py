@@ -106,6 +106,13 @@ class _Trial:
     """Seconds per item of the latest chunk (in the lane, so other sessions' work is not in it)."""
 
 
+def _work_clock(device: torch.device) -> float:
+    """What a trial times a chunk by: on a CPU, the process's CPU seconds (another program
+    preempting our threads does not add to them, so sizes are compared on their own cost);
+    on a GPU, wall time (after synchronising)."""
+    return time.process_time() if device.type == "cpu" else time.perf_counter()
+
+
 TIMINGS = 2
 """Timed chunks per size in a trial; the fastest counts."""
 PATIENCE = 2
@@ -118,8 +125,9 @@ class ChunkTuner:
     For a new key (model, device, input shape, kind of pass) jobs try growing chunk sizes
     (1, 2, 4, ...) on their own real items, timing each full chunk; the first chunk of a new
     size only warms it up (a new shape's first pass allocates and plans, and is slow), the next
-    ones are timed, `TIMINGS` chunks of each, and the fastest of them counts (a chunk that
-    another process slowed says little; the fastest is the size's own cost). The trial goes on
+    ones are timed, `TIMINGS` chunks of each (on a CPU in CPU seconds, `_work_clock`), and the
+    fastest of them counts (a chunk that another process slowed says little; the fastest is the
+    size's own cost). The trial goes on
     across jobs until `PATIENCE` sizes in a row are each more than 10 % slower per item than the
     best (per-item cost is not convex: on a small CNN 8 items beat 16, and 32 beat 16 again), or the cap is
     reached, and then the best size is used for every later job with that key. Sizes are capped by a
@@ -186,7 +194,7 @@ class ChunkTuner:
                 if seconds is not None and trial.rate > 0:
                     size = max(1, min(planned, int(seconds / trial.rate)))
                 stop = min(total, start + size)
-                began = time.perf_counter()
+                began, began_work = time.perf_counter(), _work_clock(device)
                 try:
                     work(start, stop)
                     if not trial.settled and device.type == "cuda":
@@ -202,12 +210,12 @@ class ChunkTuner:
                     _empty_cache()
                     trial.best, trial.settled = size // 2, True
                     continue
-                elapsed = time.perf_counter() - began
+                elapsed, work_seconds = time.perf_counter() - began, _work_clock(device) - began_work
             trial.rate = elapsed / (stop - start)
             if not trial.settled and size == planned and stop - start == size:
                 if size in trial.warmed:
                     timed = trial.timings.setdefault(size, [])
-                    timed.append(elapsed / size)
+                    timed.append(work_seconds / size)
                     if len(timed) >= TIMINGS:
                         self._learn(trial, size, min(timed), cap)
                 else:
