@@ -8,7 +8,7 @@ from typing import Optional
 import pytest
 import torch
 
-from engines.core import passes
+from engines.core import lane, passes
 
 
 def test_forward_in_chunks_equals_one_batch(smooth_model):
@@ -142,9 +142,13 @@ def test_objective_gradient_differentiates_the_leaves_not_the_weights(smooth_mod
     assert all(p.grad is None for p in smooth_model.parameters())
 
 
-def _tuned(model, per_item: dict, cap: int, jobs: int, slow_once: Optional[int] = None) -> Optional[int]:
+def _tuned(monkeypatch, model, per_item: dict, cap: int, jobs: int, slow_once: Optional[int] = None) -> Optional[int]:
     """The size a fresh tuner settles on when a chunk of size s costs `per_item[s]` × s seconds
-    on a fake clock (the first timed chunk of size `slow_once`, after its warm-up, ten times that)."""
+    on a fake clock (the first timed chunk of size `slow_once`, after its warm-up, ten times that).
+    Nobody waits for the lane meanwhile (an earlier test's short call would otherwise count as
+    contention for 2 s, and the fake clock's long chunks would then be cut)."""
+    monkeypatch.setattr(lane.Lane, "contended", lambda self: False)
+    monkeypatch.setattr(passes, "time", types.SimpleNamespace(perf_counter=lambda: clock[0], process_time=lambda: clock[0]))
     clock, seen = [0.0], {}
 
     def work(a, b):
@@ -153,24 +157,19 @@ def _tuned(model, per_item: dict, cap: int, jobs: int, slow_once: Optional[int] 
         clock[0] += per_item.get(size, 2.0) * size * (10 if size == slow_once and seen[size] == 2 else 1)
 
     tuner = passes.ChunkTuner()
-    original = passes.time
-    passes.time = types.SimpleNamespace(perf_counter=lambda: clock[0], process_time=lambda: clock[0])
-    try:
-        for _ in range(jobs):
-            tuner.run(model, ("fake clock",), 64, cap, work)
-    finally:
-        passes.time = original
+    for _ in range(jobs):
+        tuner.run(model, ("fake clock",), 64, cap, work)
     return tuner.chosen(model, ("fake clock",))
 
 
-def test_one_chunk_slowed_by_another_program_does_not_end_the_trial(smooth_model):
+def test_one_chunk_slowed_by_another_program_does_not_end_the_trial(smooth_model, monkeypatch):
     """Size 4 is the fastest per item, but its first timed chunk is slowed 10× (as by another
     process): the tuner judges each size on the fastest of its timed chunks and still finds 4."""
-    assert _tuned(smooth_model, {1: 1.0, 2: 0.6, 4: 0.5, 8: 0.9, 16: 1.0}, 16, 8, slow_once=4) == 4
+    assert _tuned(monkeypatch, smooth_model, {1: 1.0, 2: 0.6, 4: 0.5, 8: 0.9, 16: 1.0}, 16, 8, slow_once=4) == 4
 
 
-def test_one_slower_size_between_faster_ones_does_not_end_the_trial(smooth_model):
+def test_one_slower_size_between_faster_ones_does_not_end_the_trial(smooth_model, monkeypatch):
     """Per-item cost is not convex (measured on the shapes CNN: 8 beat 16, 32 beat 16 again): one
     size slower than the best does not stop the search; two in a row do."""
-    assert _tuned(smooth_model, {1: 2.5, 2: 1.8, 4: 1.75, 8: 1.5, 16: 1.7, 32: 1.2}, 32, 12) == 32
-    assert _tuned(smooth_model, {1: 2.5, 2: 1.8, 4: 1.0, 8: 1.5, 16: 1.7, 32: 0.5}, 32, 12) == 4
+    assert _tuned(monkeypatch, smooth_model, {1: 2.5, 2: 1.8, 4: 1.75, 8: 1.5, 16: 1.7, 32: 1.2}, 32, 12) == 32
+    assert _tuned(monkeypatch, smooth_model, {1: 2.5, 2: 1.8, 4: 1.0, 8: 1.5, 16: 1.7, 32: 0.5}, 32, 12) == 4
