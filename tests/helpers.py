@@ -62,3 +62,16 @@ class Counting(nn.Module):
                 return grad
 
         return self.net(Tap.apply(self.conv(x)))
+
+
+def on_shapes_star(page: str, timeout: int):
+    """A Streamlit `AppTest` of `page`, run, then switched to the shapes CNN and its star sample
+    (where every map takes milliseconds), with no exception on the way."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(page, default_timeout=timeout)
+    at.run()
+    at.selectbox(key="model").set_value("shapes_cnn")
+    at.selectbox(key="sample").set_value("shapes_star").run()
+    assert not at.exception, at.exception
+    return at

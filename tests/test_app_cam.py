@@ -7,17 +7,13 @@ import pytest
 import engines
 from streamlit.testing.v1 import AppTest
 
+from helpers import on_shapes_star
 from test_app import APP, TIMEOUT, _load_own, _own_model_bytes, charts, explained, quick_estimates  # noqa: F401
 
 
 @pytest.fixture
 def shapes_app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.selectbox(key="model").set_value("shapes_cnn")
-    at.selectbox(key="sample").set_value("shapes_star").run()
-    assert not at.exception, at.exception
-    return at
+    return on_shapes_star(APP, TIMEOUT)
 
 
 def test_cam_and_surrogate_maps_appear_with_their_settings(shapes_app):

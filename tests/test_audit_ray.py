@@ -19,11 +19,10 @@ from engines.audit import on_ray  # noqa: E402
 from engines.audit import report as audit_report  # noqa: E402
 from engines.audit import run as audit  # noqa: E402
 from engines.cli import shapes_test_set  # noqa: E402
+from test_audit import METHODS, assert_same, baseline, results, run  # noqa: E402,F401,F811 (baseline: the single-process reference)
 
-METHODS = "gradient,positive,occlusion"
 GOOD = ["test_00000_circle.png", "test_00001_heart.png", "test_00002_square.png", "test_00003_circle.png"]
 ONCE, ALWAYS = "test_00001_heart.png", "test_00002_square.png"  # images whose actor dies
-TIMINGS = ("seconds", "curve_seconds")
 WRITE_RECORD = audit_report.write_record
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the dying actors below travel by value
@@ -46,41 +45,11 @@ def folder(tmp_path_factory) -> Path:
     return root
 
 
-def run(folder: Path, out: Path, *extra: str) -> int:
-    return audit.main([str(folder), "--model", "shapes_cnn", "--device", "cpu", "--methods", METHODS,
-                       "--curve-steps", "8", "--workers", "0", "--out", str(out), *extra])
-
-
-@pytest.fixture(scope="module")
-def baseline(folder, tmp_path_factory) -> Path:
-    """The single-process audit of the folder: the reference."""
-    out = tmp_path_factory.mktemp("baseline")
-    assert run(folder, out) == 0
-    return out
-
-
 @pytest.fixture(scope="module")
 def on_two_actors(folder, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ray")
     assert run(folder, out, "--ray", "--actors", "2") == 0
     return out
-
-
-def results(out: Path) -> list[dict]:
-    rows = json.loads((out / "results.json").read_text())
-    return [{k: v for k, v in row.items() if k not in TIMINGS} for row in rows]
-
-
-def assert_same(rows: list[dict], expected: list[dict]) -> None:
-    """Equal rows, numbers to float rounding."""
-    assert [(r["image"], r["method"]) for r in rows] == [(r["image"], r["method"]) for r in expected]
-    for row, other in zip(rows, expected):
-        assert row.keys() == other.keys()
-        for key, value in row.items():
-            if isinstance(value, float):
-                assert value == pytest.approx(other[key], abs=1e-6), (row["image"], row["method"], key)
-            else:
-                assert value == other[key], (row["image"], row["method"], key)
 
 
 def test_the_ray_audit_writes_the_rows_maps_summary_and_bad_files_of_the_single_process_audit(on_two_actors,

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 import engines
 from dashboard import state
+from helpers import on_shapes_star
 
 PAGE = str(Path(__file__).resolve().parent.parent / "dashboard" / "app_pages" / "occlusion.py")
 TIMEOUT = 300  # the first run imports torch and loads the model
@@ -44,11 +45,8 @@ def counting(monkeypatch, name: str) -> list[int]:
 @pytest.fixture
 def shapes() -> AppTest:
     """The page on the small shapes model and a star, where everything takes milliseconds."""
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    at.run()
-    at.selectbox(key="model").set_value("shapes_cnn")
-    at.selectbox(key="sample").set_value("shapes_star").run()
-    assert not at.exception and not at.error, (at.exception, at.error)
+    at = on_shapes_star(PAGE, TIMEOUT)
+    assert not at.error, at.error
     return at
 
 

@@ -28,14 +28,13 @@ import torch
 from engines.bench import peers as bench_peers
 from engines.bench import floor as bench_floor
 from engines.bench import report as bench_report
-from engines.bench.timing import median, peak_memory, synchroniser, time_in_turns
+from engines.bench.timing import median, peak_memory, synchroniser, time_in_turns, warm_ours
 from engines.core.explain import check_images, explain, explain_many, predict
 from engines.data.images import read_image, sample_images
 from engines.evaluation.metrics import deletion_curve
 from engines.models.catalogue import load_model
 from engines.families.nonlinear import flow_path
 from engines.families.occlusion import occlude
-from engines.core.passes import TUNER
 from engines.core.registry import method_info, method_names
 from engines.cli.settings import given_settings, parse_settings
 
@@ -71,18 +70,6 @@ class Row:
             "ours": median(self.ours), "floor": median(self.floor),
             "peer_default": median(self.peer_default), "peer_best": median(self.peer_best),
         }
-
-
-def warm_ours(call, model: torch.nn.Module, most: int = 6) -> float:
-    """Calls ours until the chunk tuner has settled every size it is measuring (at least twice,
-    at most `most` times); returns the last call's seconds."""
-    for attempt in range(most):
-        began = time.perf_counter()
-        call()
-        seconds = time.perf_counter() - began
-        if attempt >= 1 and TUNER.measuring(model) == 0:
-            break
-    return seconds
 
 
 LONG_CALL_SECONDS = 5.0

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import torch
 
+from engines.core.passes import TUNER
+
 
 def synchroniser(device: torch.device) -> Callable[[], None]:
     """A function that waits for the device's queued work (a no-op on the CPU)."""
@@ -117,3 +119,15 @@ def peak_memory(call: Callable[[], object], device: torch.device, interval: floa
     finally:
         peak = sampler.stop()
     return max(0, peak - before)
+
+
+def warm_ours(call, model: torch.nn.Module, most: int = 6) -> float:
+    """Calls ours until the chunk tuner has settled every size it is measuring (at least twice,
+    at most `most` times); returns the last call's seconds."""
+    for attempt in range(most):
+        began = time.perf_counter()
+        call()
+        seconds = time.perf_counter() - began
+        if attempt >= 1 and TUNER.measuring(model) == 0:
+            break
+    return seconds

@@ -35,7 +35,7 @@ from typing import Any, Optional
 
 import torch
 
-from engines.bench.run import warm_ours
+from engines.bench.timing import warm_ours
 from engines.cli.settings import parse_settings
 from engines.core.explain import explain, predict
 from engines.core.registry import method_info, method_names
