@@ -21,6 +21,7 @@ from engines.audit.files import crop_like_model, find_images
 from engines.models.catalogue import LoadedModel, catalogue
 
 METHODS = "gradient,positive,occlusion"
+WRITE_RECORD = audit_report.write_record  # the real one, whatever a test has patched in
 GOOD = ["sub/test_00003_circle.png", "sub/test_00004_arrow.png", "test_00000_circle.png",
         "test_00001_heart.png", "test_00002_square.png"]
 WITHOUT_MASK = "test_00002_square.png"
@@ -75,6 +76,20 @@ def assert_same(rows: list[dict], expected: list[dict]) -> None:
                 assert value == pytest.approx(other[key], abs=1e-6), (row["image"], row["method"], key)
             else:
                 assert value == other[key], (row["image"], row["method"], key)
+
+
+def interrupt_after_the_first_record(monkeypatch) -> None:
+    """Make the driver stop (as Ctrl-C would) right after writing its first record."""
+    written = []
+    original = WRITE_RECORD
+
+    def interrupt(out, record):
+        if written:
+            raise KeyboardInterrupt
+        written.append(record["image"])
+        original(out, record)
+
+    monkeypatch.setattr(audit_report, "write_record", interrupt)
 
 
 def count_explain_many(monkeypatch) -> list[list[str]]:
@@ -170,20 +185,11 @@ def test_the_summary_means_are_the_means_of_the_rows(baseline):
 
 def test_an_interrupted_run_resumes_with_only_the_missing_images_and_ends_as_an_uninterrupted_one(
         folder, baseline, tmp_path, monkeypatch):
-    written = []
-    original = audit_report.write_record
-
-    def interrupt_after_the_first(out, record):
-        if written:
-            raise KeyboardInterrupt
-        written.append(record["image"])
-        original(out, record)
-
-    monkeypatch.setattr(audit_report, "write_record", interrupt_after_the_first)
+    interrupt_after_the_first_record(monkeypatch)
     assert run(folder, tmp_path) == 130
     partial = json.loads((tmp_path / "summary.json").read_text())
     assert not partial["run"]["finished"] and partial["methods"][0]["images"] == 1
-    monkeypatch.setattr(audit_report, "write_record", original)
+    monkeypatch.setattr(audit_report, "write_record", WRITE_RECORD)
     calls = count_explain_many(monkeypatch)
     assert run(folder, tmp_path) == 0
     assert len(calls) == len(GOOD) - 1  # the first image is not explained again

@@ -19,11 +19,11 @@ from engines.audit import on_ray  # noqa: E402
 from engines.audit import report as audit_report  # noqa: E402
 from engines.audit import run as audit  # noqa: E402
 from engines.cli import shapes_test_set  # noqa: E402
-from test_audit import METHODS, assert_same, baseline, results, run  # noqa: E402,F401,F811 (baseline: the single-process reference)
+from test_audit import (  # noqa: E402,F401,F811 (baseline: the single-process audit, the reference)
+    METHODS, assert_same, baseline, interrupt_after_the_first_record, results, run)
 
 GOOD = ["test_00000_circle.png", "test_00001_heart.png", "test_00002_square.png", "test_00003_circle.png"]
 ONCE, ALWAYS = "test_00001_heart.png", "test_00002_square.png"  # images whose actor dies
-WRITE_RECORD = audit_report.write_record
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the dying actors below travel by value
 
@@ -68,20 +68,6 @@ def test_the_ray_audit_writes_the_rows_maps_summary_and_bad_files_of_the_single_
     assert summary["run"]["device"] == "ray: 2 CPU actors" and summary["run"]["finished"]
     assert (on_two_actors / "summary.csv").read_text().splitlines()[0] == (baseline / "summary.csv").read_text(
         ).splitlines()[0]
-
-
-def interrupt_after_the_first_record(monkeypatch) -> None:
-    """Make the driver stop (as Ctrl-C would) right after writing its first record."""
-    written = []
-    original = WRITE_RECORD
-
-    def interrupt(out, record):
-        if written:
-            raise KeyboardInterrupt
-        written.append(record["image"])
-        original(out, record)
-
-    monkeypatch.setattr(audit_report, "write_record", interrupt)
 
 
 def test_a_stopped_ray_run_resumes_in_one_process_and_a_stopped_one_process_run_on_ray(folder, baseline, tmp_path,
